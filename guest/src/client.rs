@@ -1,0 +1,772 @@
+//! The WeChat flows — tokens, calls, identity resolution, sending, login, follower sync —
+//! written against [`Env`], so this module holds the decisions and `host_io` the I/O.
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::env::{Bucket, Env, HttpRequest, HttpResponse, Method, Transport};
+use crate::wechat::api::{self, ErrcodeClass};
+use crate::wechat::config::{Account, AccountKind, Config};
+use crate::wechat::error::{ApiError, Error, Result};
+use crate::wechat::token::{self, CachedToken};
+use crate::wechat::users::{self, OaRecord, SyncCursor};
+use crate::wechat::{crypto, message, query};
+use crate::wit;
+
+/// Calls made when WeChat is busy (-1) or unreachable, before giving up.
+const MAX_ATTEMPTS: u32 = 3;
+/// First backoff delay; doubled per attempt, with up to 50% jitter.
+const BACKOFF_BASE_MS: u64 = 100;
+/// `user/info/batchget` takes at most 100 openids.
+const BATCHGET_MAX: usize = 100;
+
+/// A successful call and how many requests it took.
+struct Called<T> {
+    value: T,
+    attempts: u32,
+}
+
+/// A delivered notification, with internal errors for the channels that failed.
+#[derive(Debug)]
+pub struct Delivered {
+    pub channel: wit::Channel,
+    pub msgid: Option<i64>,
+    pub openid: String,
+    pub attempts: u32,
+    pub truncated: Vec<String>,
+    pub failures: Vec<(wit::Channel, Error)>,
+}
+
+/// Progress of one `sync-followers` call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncProgress {
+    pub total: u32,
+    pub synced: u32,
+    pub mapped: u32,
+    pub done: bool,
+}
+
+pub struct WeChat<'e, E: Env> {
+    env: &'e E,
+    config: Config,
+}
+
+impl<'e, E: Env> WeChat<'e, E> {
+    pub fn new(env: &'e E) -> Result<Self> {
+        let config = Config::load(|key| env.config(key))?;
+        Ok(WeChat { env, config })
+    }
+
+    // ---------------------------------------------------------------- sending
+
+    pub fn send_notification(&self, notification: &wit::Notification) -> Result<Delivered> {
+        if notification.channels.is_empty() {
+            return Err(Error::InvalidInput("notification has no channels".into()));
+        }
+        // Every channel is checked before the first call, so a malformed notification costs
+        // no request and no one-time authorisation.
+        let channels = notification
+            .channels
+            .iter()
+            .map(|channel| self.prepare(channel))
+            .collect::<Result<Vec<_>>>()?;
+        let mut failures = Vec::new();
+        for channel in &channels {
+            let outcome = match channel {
+                Prepared::Template(message) => self.send_template(
+                    &notification.recipient,
+                    message,
+                    notification.idempotency_key.as_deref(),
+                ),
+                Prepared::Subscribe(message) => {
+                    self.send_subscribe(&notification.recipient, message)
+                }
+            };
+            match outcome {
+                Ok(mut delivered) => {
+                    delivered.failures = failures;
+                    return Ok(delivered);
+                }
+                Err(error) => failures.push((channel.kind(), error)),
+            }
+        }
+        Err(choose_failure(failures))
+    }
+
+    fn prepare(&self, channel: &wit::ChannelMessage) -> Result<Prepared> {
+        Ok(match channel {
+            wit::ChannelMessage::TemplateMessage(m) => {
+                message::check_template(m)?;
+                Prepared::Template(m.clone())
+            }
+            wit::ChannelMessage::UniformLegacy(m) => {
+                let template =
+                    message::from_uniform(m, self.config.appid(AccountKind::OfficialAccount))?;
+                message::check_template(&template)?;
+                Prepared::Template(template)
+            }
+            wit::ChannelMessage::SubscribeMessage(m) => {
+                message::check_subscribe(m)?;
+                Prepared::Subscribe(m.clone())
+            }
+        })
+    }
+
+    fn send_template(
+        &self,
+        recipient: &wit::Recipient,
+        message: &wit::TemplateMessage,
+        idempotency_key: Option<&str>,
+    ) -> Result<Delivered> {
+        let openid = self.oa_openid_of(recipient)?;
+        let body = message::template_body(
+            &openid,
+            message,
+            self.config.appid(AccountKind::MiniProgram),
+            idempotency_key,
+        )?;
+        #[derive(Deserialize)]
+        struct Sent {
+            msgid: i64,
+        }
+        let sent: Result<Called<Sent>> = self.call_with_token(
+            AccountKind::OfficialAccount,
+            "/cgi-bin/message/template/send",
+            |token| {
+                post_json(
+                    self.config.url(&format!(
+                        "/cgi-bin/message/template/send?access_token={}",
+                        query(token)
+                    )),
+                    &body.json,
+                )
+            },
+        );
+        // WeChat says the user does not follow: remember it, so the next notification skips
+        // this channel without a call until a sync or a subscribe event says otherwise.
+        if let Err(Error::Refused(api)) = &sent
+            && api.errcode == 43004
+        {
+            let unionid = self.oa_record(&openid)?.and_then(|r| r.unionid);
+            self.env.set(
+                Bucket::Users,
+                &users::oa(&openid),
+                &to_json(&OaRecord {
+                    unionid,
+                    follows: false,
+                }),
+            )?;
+        }
+        let sent = sent?;
+        Ok(Delivered {
+            channel: wit::Channel::TemplateMessage,
+            msgid: Some(sent.value.msgid),
+            openid,
+            attempts: sent.attempts,
+            truncated: body.truncated,
+            failures: Vec::new(),
+        })
+    }
+
+    fn send_subscribe(
+        &self,
+        recipient: &wit::Recipient,
+        message: &wit::SubscribeMessage,
+    ) -> Result<Delivered> {
+        let openid = self.mini_openid_of(recipient)?;
+        let body = message::subscribe_body(&openid, message);
+        let sent: Called<serde::de::IgnoredAny> = self.call_with_token(
+            AccountKind::MiniProgram,
+            "/cgi-bin/message/subscribe/send",
+            |token| {
+                post_json(
+                    self.config.url(&format!(
+                        "/cgi-bin/message/subscribe/send?access_token={}",
+                        query(token)
+                    )),
+                    &body,
+                )
+            },
+        )?;
+        Ok(Delivered {
+            channel: wit::Channel::SubscribeMessage,
+            msgid: None,
+            openid,
+            attempts: sent.attempts,
+            truncated: Vec::new(),
+            failures: Vec::new(),
+        })
+    }
+
+    // ---------------------------------------------------------------- identity
+
+    /// The OA openid a template message must go to.
+    fn oa_openid_of(&self, recipient: &wit::Recipient) -> Result<String> {
+        let (openid, described) = match recipient {
+            wit::Recipient::OfficialAccount(openid) => {
+                checked("official-account openid", openid)?;
+                (openid.clone(), format!("official-account openid {openid}"))
+            }
+            wit::Recipient::MiniProgram(mini) => {
+                checked("mini-program openid", mini)?;
+                let unionid = self
+                    .read_string(Bucket::Users, &users::mini_unionid(mini))?
+                    .ok_or_else(|| {
+                        Error::NotFound(format!(
+                            "no unionid is known for mini-program openid {mini}: log the user in \
+                         (login) or decrypt their user data (decrypt-user-data) first"
+                        ))
+                    })?;
+                let openid = self.read_string(Bucket::Users, &users::union_oa(&unionid))?.ok_or_else(|| {
+                    Error::NotFound(format!(
+                        "unionid {unionid} of mini-program openid {mini} has no official-account \
+                         openid: the user does not follow the official account, or its followers \
+                         were not synced (sync-followers)"
+                    ))
+                })?;
+                let described = format!("official-account openid {openid} (unionid {unionid})");
+                (openid, described)
+            }
+            wit::Recipient::Union(unionid) => {
+                checked("unionid", unionid)?;
+                let openid = self
+                    .read_string(Bucket::Users, &users::union_oa(unionid))?
+                    .ok_or_else(|| {
+                        Error::NotFound(format!(
+                            "unionid {unionid} has no official-account openid: the user does not \
+                         follow the official account, or its followers were not synced \
+                         (sync-followers)"
+                        ))
+                    })?;
+                let described = format!("official-account openid {openid} (unionid {unionid})");
+                (openid, described)
+            }
+        };
+        // A known non-follower would get 43004; saying so locally saves the call.
+        if let Some(record) = self.oa_record(&openid)?
+            && !record.follows
+        {
+            return Err(Error::Refused(ApiError {
+                errcode: 43004,
+                errmsg: format!("{described} does not follow the official account (not sent)"),
+            }));
+        }
+        Ok(openid)
+    }
+
+    /// The mini-program openid a subscribe message must go to.
+    fn mini_openid_of(&self, recipient: &wit::Recipient) -> Result<String> {
+        let unionid =
+            match recipient {
+                wit::Recipient::MiniProgram(openid) => {
+                    checked("mini-program openid", openid)?;
+                    return Ok(openid.clone());
+                }
+                wit::Recipient::Union(unionid) => {
+                    checked("unionid", unionid)?;
+                    unionid.clone()
+                }
+                wit::Recipient::OfficialAccount(openid) => {
+                    checked("official-account openid", openid)?;
+                    self.oa_record(openid)?.and_then(|r| r.unionid).ok_or_else(|| {
+                    Error::NotFound(format!(
+                        "no unionid is known for official-account openid {openid}: sync the \
+                         followers (sync-followers) or resolve the user first"
+                    ))
+                })?
+                }
+            };
+        self.read_string(Bucket::Users, &users::union_mini(&unionid))?
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "unionid {unionid} has no mini-program openid: the user has not logged in to \
+                 the mini-program (login)"
+                ))
+            })
+    }
+
+    /// Every identity known for `recipient`; an OA openid with no known unionid is looked up
+    /// with `user/info`.
+    pub fn resolve_user(&self, recipient: &wit::Recipient) -> Result<wit::User> {
+        let mut user = wit::User {
+            mini_openid: None,
+            unionid: None,
+            oa_openid: None,
+            follows_oa: None,
+        };
+        match recipient {
+            wit::Recipient::MiniProgram(openid) => {
+                checked("mini-program openid", openid)?;
+                user.mini_openid = Some(openid.clone());
+                user.unionid = self.read_string(Bucket::Users, &users::mini_unionid(openid))?;
+            }
+            wit::Recipient::Union(unionid) => {
+                checked("unionid", unionid)?;
+                user.unionid = Some(unionid.clone());
+            }
+            wit::Recipient::OfficialAccount(openid) => {
+                checked("official-account openid", openid)?;
+                let record = match self.oa_record(openid)? {
+                    Some(record) if record.unionid.is_some() => record,
+                    _ => self.fetch_oa_user(openid)?,
+                };
+                user.oa_openid = Some(openid.clone());
+                user.follows_oa = Some(record.follows);
+                user.unionid = record.unionid;
+            }
+        }
+        if let Some(unionid) = user.unionid.clone() {
+            if user.mini_openid.is_none() {
+                user.mini_openid = self.read_string(Bucket::Users, &users::union_mini(&unionid))?;
+            }
+            if user.oa_openid.is_none() {
+                user.oa_openid = self.read_string(Bucket::Users, &users::union_oa(&unionid))?;
+            }
+        }
+        if user.follows_oa.is_none()
+            && let Some(oa) = &user.oa_openid
+        {
+            user.follows_oa = self.oa_record(oa)?.map(|r| r.follows);
+        }
+        let nothing_known = match recipient {
+            wit::Recipient::MiniProgram(openid) => {
+                user.unionid.is_none()
+                    && self
+                        .env
+                        .get(Bucket::Users, &users::mini_session_key(openid))?
+                        .is_none()
+            }
+            wit::Recipient::Union(_) => user.mini_openid.is_none() && user.oa_openid.is_none(),
+            wit::Recipient::OfficialAccount(_) => false,
+        };
+        if nothing_known {
+            return Err(Error::NotFound(format!(
+                "nothing is known about {}: log the user in (login) or sync the followers \
+                 (sync-followers) first",
+                describe(recipient)
+            )));
+        }
+        Ok(user)
+    }
+
+    fn fetch_oa_user(&self, openid: &str) -> Result<OaRecord> {
+        let info: Called<UserInfo> = self.call_with_token(
+            AccountKind::OfficialAccount,
+            "/cgi-bin/user/info",
+            |token| HttpRequest {
+                method: Method::Get,
+                url: self.config.url(&format!(
+                    "/cgi-bin/user/info?access_token={}&openid={}&lang=zh_CN",
+                    query(token),
+                    query(openid)
+                )),
+                body: None,
+            },
+        )?;
+        let record = OaRecord {
+            unionid: info.value.unionid.filter(|u| !u.is_empty()),
+            follows: info.value.subscribe == 1,
+        };
+        let mut entries = vec![(users::oa(openid), to_json(&record))];
+        if let Some(unionid) = &record.unionid {
+            entries.push((users::union_oa(unionid), openid.as_bytes().to_vec()));
+        }
+        self.env.set_many(Bucket::Users, entries)?;
+        Ok(record)
+    }
+
+    fn oa_record(&self, openid: &str) -> Result<Option<OaRecord>> {
+        Ok(self
+            .env
+            .get(Bucket::Users, &users::oa(openid))?
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+    }
+
+    fn read_string(&self, bucket: Bucket, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .env
+            .get(bucket, key)?
+            .and_then(|bytes| String::from_utf8(bytes).ok()))
+    }
+
+    // ---------------------------------------------------------------- accounts
+
+    pub fn login(&self, js_code: &str) -> Result<wit::User> {
+        if js_code.trim().is_empty() {
+            return Err(Error::InvalidInput("js_code is empty".into()));
+        }
+        let account = self.config.account(AccountKind::MiniProgram)?;
+        #[derive(Deserialize)]
+        struct Session {
+            openid: String,
+            session_key: String,
+            unionid: Option<String>,
+        }
+        let session: Called<Session> = self.call(
+            "/sns/jscode2session",
+            &HttpRequest {
+                method: Method::Get,
+                url: self.config.url(&format!(
+                    "/sns/jscode2session?appid={}&secret={}&js_code={}&grant_type=authorization_code",
+                    query(&account.appid),
+                    query(&account.secret),
+                    query(js_code)
+                )),
+                body: None,
+            },
+        )?;
+        let session = session.value;
+        checked("mini-program openid from jscode2session", &session.openid)
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        let mut entries = vec![(
+            users::mini_session_key(&session.openid),
+            session.session_key.into_bytes(),
+        )];
+        let unionid = session.unionid.filter(|u| !u.is_empty());
+        if let Some(unionid) = &unionid {
+            entries.push((
+                users::mini_unionid(&session.openid),
+                unionid.clone().into_bytes(),
+            ));
+            entries.push((
+                users::union_mini(unionid),
+                session.openid.clone().into_bytes(),
+            ));
+        }
+        self.env.set_many(Bucket::Users, entries)?;
+        // Unionid may have been learned before (decrypted user data), so resolve from storage.
+        self.resolve_user(&wit::Recipient::MiniProgram(session.openid.clone()))
+            .or(Ok(wit::User {
+                mini_openid: Some(session.openid),
+                unionid,
+                oa_openid: None,
+                follows_oa: None,
+            }))
+    }
+
+    pub fn decrypt_user_data(
+        &self,
+        mini_openid: &str,
+        encrypted_data: &str,
+        iv: &str,
+    ) -> Result<String> {
+        checked("mini-program openid", mini_openid)?;
+        let appid = self.config.account(AccountKind::MiniProgram)?.appid;
+        let session_key = self.read_string(Bucket::Users, &users::mini_session_key(mini_openid))?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "no session key is stored for mini-program openid {mini_openid}: log the user in (login) first"
+            ))
+        })?;
+        let plaintext = crypto::decrypt_user_data(&session_key, encrypted_data, iv, &appid)
+            .map_err(|e| Error::InvalidInput(format!("user data: {e}")))?;
+        #[derive(Deserialize)]
+        struct Revealed {
+            #[serde(rename = "unionId")]
+            union_id: Option<String>,
+        }
+        if let Ok(Revealed {
+            union_id: Some(unionid),
+        }) = serde_json::from_str::<Revealed>(&plaintext)
+            && users::check_id("unionid", &unionid).is_ok()
+        {
+            self.env.set_many(
+                Bucket::Users,
+                vec![
+                    (
+                        users::mini_unionid(mini_openid),
+                        unionid.clone().into_bytes(),
+                    ),
+                    (users::union_mini(&unionid), mini_openid.as_bytes().to_vec()),
+                ],
+            )?;
+        }
+        Ok(plaintext)
+    }
+
+    pub fn sync_followers(&self, restart: bool) -> Result<SyncProgress> {
+        let cursor = if restart {
+            None
+        } else {
+            self.env
+                .get(Bucket::Users, users::SYNC_CURSOR)?
+                .and_then(|bytes| serde_json::from_slice::<SyncCursor>(&bytes).ok())
+        };
+        let (next_openid, synced_before) =
+            cursor.map_or((String::new(), 0), |c| (c.next_openid, c.synced));
+        #[derive(Deserialize)]
+        struct Page {
+            #[serde(default)]
+            total: u32,
+            #[serde(default)]
+            count: u32,
+            data: Option<PageData>,
+            #[serde(default)]
+            next_openid: String,
+        }
+        #[derive(Deserialize)]
+        struct PageData {
+            #[serde(default)]
+            openid: Vec<String>,
+        }
+        let page: Called<Page> =
+            self.call_with_token(AccountKind::OfficialAccount, "/cgi-bin/user/get", |token| {
+                HttpRequest {
+                    method: Method::Get,
+                    url: self.config.url(&format!(
+                        "/cgi-bin/user/get?access_token={}&next_openid={}",
+                        query(token),
+                        query(&next_openid)
+                    )),
+                    body: None,
+                }
+            })?;
+        let page = page.value;
+        let openids = page.data.map(|d| d.openid).unwrap_or_default();
+        let mut mapped = 0;
+        for chunk in openids.chunks(BATCHGET_MAX) {
+            mapped += self.map_followers(chunk)?;
+        }
+        let synced = synced_before.saturating_add(u32::try_from(openids.len()).unwrap_or(u32::MAX));
+        // WeChat may hand back a next_openid with nothing after it, so an empty page or an empty
+        // cursor both end the sync.
+        let done = page.count == 0 || openids.is_empty() || page.next_openid.is_empty();
+        if done {
+            self.env.delete(Bucket::Users, users::SYNC_CURSOR)?;
+        } else {
+            let cursor = SyncCursor {
+                next_openid: page.next_openid,
+                synced,
+            };
+            self.env
+                .set(Bucket::Users, users::SYNC_CURSOR, &to_json(&cursor))?;
+        }
+        Ok(SyncProgress {
+            total: page.total,
+            synced,
+            mapped,
+            done,
+        })
+    }
+
+    /// Looks up ≤ 100 followers and stores their unionid and follow state; returns how many
+    /// now have a unionid mapped.
+    fn map_followers(&self, openids: &[String]) -> Result<u32> {
+        #[derive(Deserialize)]
+        struct Batch {
+            #[serde(default)]
+            user_info_list: Vec<UserInfo>,
+        }
+        let body = serde_json::json!({
+            "user_list": openids.iter().map(|o| serde_json::json!({"openid": o, "lang": "zh_CN"})).collect::<Vec<_>>()
+        });
+        let batch: Called<Batch> = self.call_with_token(
+            AccountKind::OfficialAccount,
+            "/cgi-bin/user/info/batchget",
+            |token| {
+                post_json(
+                    self.config.url(&format!(
+                        "/cgi-bin/user/info/batchget?access_token={}",
+                        query(token)
+                    )),
+                    &body,
+                )
+            },
+        )?;
+        let mut entries = Vec::with_capacity(batch.value.user_info_list.len() * 2);
+        let mut mapped = 0;
+        for info in batch.value.user_info_list {
+            let Some(openid) = info.openid.filter(|o| users::check_id("openid", o).is_ok()) else {
+                continue;
+            };
+            let unionid = info
+                .unionid
+                .filter(|u| users::check_id("unionid", u).is_ok());
+            if let Some(unionid) = &unionid {
+                entries.push((users::union_oa(unionid), openid.clone().into_bytes()));
+                mapped += 1;
+            }
+            entries.push((
+                users::oa(&openid),
+                to_json(&OaRecord {
+                    unionid,
+                    follows: info.subscribe == 1,
+                }),
+            ));
+        }
+        self.env.set_many(Bucket::Users, entries)?;
+        Ok(mapped)
+    }
+
+    // ---------------------------------------------------------------- calls and tokens
+
+    /// Calls an access-token API: on a stale token (40001/42001/40014) the cached token is
+    /// dropped if it is still the one that failed, a fresh one is fetched and the call is
+    /// repeated exactly once.
+    fn call_with_token<T: DeserializeOwned>(
+        &self,
+        kind: AccountKind,
+        endpoint: &str,
+        build: impl Fn(&str) -> HttpRequest,
+    ) -> Result<Called<T>> {
+        let account = self.config.account(kind)?;
+        let token = self.token(&account)?;
+        let mut attempts = 0;
+        match self.call_raw(endpoint, &build(&token.access_token), &mut attempts)? {
+            Ok(value) => Ok(Called { value, attempts }),
+            Err(api) if api::classify(api.errcode) == ErrcodeClass::TokenInvalid => {
+                self.invalidate(&account, &token)?;
+                let fresh = self.token(&account)?;
+                match self.call_raw(endpoint, &build(&fresh.access_token), &mut attempts)? {
+                    Ok(value) => Ok(Called { value, attempts }),
+                    Err(api) => Err(api::error_for(api)),
+                }
+            }
+            Err(api) => Err(api::error_for(api)),
+        }
+    }
+
+    /// Calls an API that takes no access token.
+    fn call<T: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        request: &HttpRequest,
+    ) -> Result<Called<T>> {
+        let mut attempts = 0;
+        match self.call_raw(endpoint, request, &mut attempts)? {
+            Ok(value) => Ok(Called { value, attempts }),
+            Err(api) => Err(api::error_for(api)),
+        }
+    }
+
+    /// One logical call: retried with backoff while WeChat is busy or unreachable, at most
+    /// [`MAX_ATTEMPTS`] requests. Returns WeChat's errcode answer unclassified.
+    fn call_raw<T: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        request: &HttpRequest,
+        attempts: &mut u32,
+    ) -> Result<std::result::Result<T, ApiError>> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            *attempts += 1;
+            let outcome = match self.env.http(request) {
+                Ok(HttpResponse { status, body }) => api::parse::<T>(endpoint, status, &body),
+                Err(Transport::Failed(why)) => Err(Error::Unavailable(why)),
+                // The egress policy will deny the retry too: the tenant's configuration must change.
+                Err(Transport::Denied(why)) => Err(Error::Config(why)),
+            };
+            let retryable = match &outcome {
+                Ok(Err(api)) => api::classify(api.errcode) == ErrcodeClass::Busy,
+                Err(Error::Unavailable(_)) => true,
+                _ => false,
+            };
+            if !retryable || tries >= MAX_ATTEMPTS {
+                return outcome;
+            }
+            let delay = BACKOFF_BASE_MS << (tries - 1);
+            self.env
+                .sleep_ms(delay + self.env.random_u64() % (delay / 2 + 1));
+        }
+    }
+
+    /// A usable token for `account`: the cached one while it is fresh, otherwise a new one.
+    fn token(&self, account: &Account) -> Result<CachedToken> {
+        let key = token::cache_key(&account.appid, self.config.token_mode);
+        let now = self.env.now_unix();
+        if let Some(cached) = self
+            .env
+            .get(Bucket::Tokens, &key)?
+            .and_then(|b| CachedToken::from_bytes(&b))
+            && cached.is_fresh(now)
+        {
+            return Ok(cached);
+        }
+        self.fetch_token(account, &key)
+    }
+
+    fn fetch_token(&self, account: &Account, key: &str) -> Result<CachedToken> {
+        let endpoint = token::endpoint(self.config.token_mode);
+        let request = token::fetch_request(&self.config, account, false);
+        let answer: Called<token::TokenAnswer> = self.call(endpoint, &request)?;
+        let fresh = answer.value.into_cached(self.env.now_unix());
+        self.env.set(Bucket::Tokens, key, &fresh.to_bytes())?;
+        Ok(fresh)
+    }
+
+    /// Marks `failed` unusable, unless another caller already replaced it: dropping a token
+    /// someone else just fetched would start a refresh storm.
+    fn invalidate(&self, account: &Account, failed: &CachedToken) -> Result<()> {
+        let key = token::cache_key(&account.appid, self.config.token_mode);
+        let dead = CachedToken {
+            access_token: failed.access_token.clone(),
+            expires_at: 0,
+        };
+        self.env.compare_and_swap(
+            Bucket::Tokens,
+            &key,
+            Some(&failed.to_bytes()),
+            &dead.to_bytes(),
+        )?;
+        Ok(())
+    }
+}
+
+/// A channel message checked and ready to send.
+enum Prepared {
+    Template(wit::TemplateMessage),
+    Subscribe(wit::SubscribeMessage),
+}
+
+impl Prepared {
+    fn kind(&self) -> wit::Channel {
+        match self {
+            Prepared::Template(_) => wit::Channel::TemplateMessage,
+            Prepared::Subscribe(_) => wit::Channel::SubscribeMessage,
+        }
+    }
+}
+
+/// The error reported when no channel delivered: the first retryable one if any, so a caller
+/// that retries on `unavailable`/`quota` retries this notification; otherwise the last.
+fn choose_failure(mut failures: Vec<(wit::Channel, Error)>) -> Error {
+    if let Some(index) = failures.iter().position(|(_, e)| e.is_retryable()) {
+        return failures.swap_remove(index).1;
+    }
+    failures.pop().map_or_else(
+        || Error::InvalidInput("notification has no channels".into()),
+        |(_, e)| e,
+    )
+}
+
+#[derive(Deserialize)]
+struct UserInfo {
+    #[serde(default)]
+    subscribe: u8,
+    openid: Option<String>,
+    unionid: Option<String>,
+}
+
+fn post_json(url: String, body: &serde_json::Value) -> HttpRequest {
+    HttpRequest {
+        method: Method::Post,
+        url,
+        body: Some(body.to_string().into_bytes()),
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn checked(kind: &str, id: &str) -> Result<()> {
+    users::check_id(kind, id).map_err(Error::InvalidInput)
+}
+
+fn describe(recipient: &wit::Recipient) -> String {
+    match recipient {
+        wit::Recipient::MiniProgram(id) => format!("mini-program openid {id}"),
+        wit::Recipient::OfficialAccount(id) => format!("official-account openid {id}"),
+        wit::Recipient::Union(id) => format!("unionid {id}"),
+    }
+}

@@ -1,0 +1,193 @@
+//! Access-token policy: what is cached, when it is refreshed, how it is fetched.
+
+use serde::{Deserialize, Serialize};
+
+use super::config::{Account, Config, TokenMode};
+use super::query;
+use crate::env::{HttpRequest, Method};
+
+/// Tokens are replaced this long before they expire: WeChat renews stable tokens 5 minutes
+/// before expiry and keeps the old one valid for those 5 minutes.
+pub const REFRESH_MARGIN_SECS: u64 = 300;
+
+/// A token as stored in the `tokens` bucket.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedToken {
+    pub access_token: String,
+    /// Unix seconds; 0 marks a token that failed and must not be used again.
+    pub expires_at: u64,
+}
+
+// Tokens are credentials: Debug shows only when it expires.
+impl std::fmt::Debug for CachedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedToken")
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CachedToken {
+    /// Whether the token can still be used at `now` without refreshing.
+    pub fn is_fresh(&self, now: u64) -> bool {
+        now.saturating_add(REFRESH_MARGIN_SECS) < self.expires_at
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// `None` for a value this version cannot read; it is then refetched, not trusted.
+    pub fn from_bytes(bytes: &[u8]) -> Option<CachedToken> {
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
+/// The `tokens` bucket key of an account's token. Stable and classic tokens are distinct
+/// credentials on WeChat's side, so they are cached apart.
+pub fn cache_key(appid: &str, mode: TokenMode) -> String {
+    format!("access_token/{appid}/{}", mode.as_str())
+}
+
+/// The token endpoint's answer.
+#[derive(Deserialize)]
+pub struct TokenAnswer {
+    pub access_token: String,
+    pub expires_in: u64,
+}
+
+impl TokenAnswer {
+    pub fn into_cached(self, now: u64) -> CachedToken {
+        CachedToken {
+            access_token: self.access_token,
+            expires_at: now.saturating_add(self.expires_in),
+        }
+    }
+}
+
+/// The request that fetches a token for `account`.
+pub fn fetch_request(config: &Config, account: &Account, force_refresh: bool) -> HttpRequest {
+    match config.token_mode {
+        TokenMode::Stable => HttpRequest {
+            method: Method::Post,
+            url: config.url("/cgi-bin/stable_token"),
+            body: Some(
+                serde_json::json!({
+                    "grant_type": "client_credential",
+                    "appid": account.appid,
+                    "secret": account.secret,
+                    "force_refresh": force_refresh,
+                })
+                .to_string()
+                .into_bytes(),
+            ),
+        },
+        TokenMode::Classic => HttpRequest {
+            method: Method::Get,
+            url: config.url(&format!(
+                "/cgi-bin/token?grant_type=client_credential&appid={}&secret={}",
+                query(&account.appid),
+                query(&account.secret)
+            )),
+            body: None,
+        },
+    }
+}
+
+/// The endpoint path of `mode`, for error messages.
+pub fn endpoint(mode: TokenMode) -> &'static str {
+    match mode {
+        TokenMode::Stable => "/cgi-bin/stable_token",
+        TokenMode::Classic => "/cgi-bin/token",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wechat::config::AccountKind;
+
+    fn config(mode: &str) -> Config {
+        Config::load(|k| {
+            Ok(match k {
+                "token_mode" => Some(mode.to_owned()),
+                "api_base" => Some("http://127.0.0.1:9".to_owned()),
+                _ => None,
+            })
+        })
+        .unwrap()
+    }
+
+    fn account() -> Account {
+        Account {
+            kind: AccountKind::OfficialAccount,
+            appid: "wx1".into(),
+            secret: "s&1".into(),
+        }
+    }
+
+    #[test]
+    fn refreshes_five_minutes_before_expiry() {
+        let token = CachedToken {
+            access_token: "t".into(),
+            expires_at: 10_000,
+        };
+        assert!(token.is_fresh(10_000 - 301));
+        assert!(!token.is_fresh(10_000 - 300));
+        assert!(!token.is_fresh(20_000));
+        let failed = CachedToken {
+            access_token: "t".into(),
+            expires_at: 0,
+        };
+        assert!(!failed.is_fresh(0));
+    }
+
+    #[test]
+    fn expiry_comes_from_the_answer_not_a_constant() {
+        let answer = TokenAnswer {
+            access_token: "t".into(),
+            expires_in: 5400,
+        };
+        assert_eq!(answer.into_cached(1_000).expires_at, 6_400);
+    }
+
+    #[test]
+    fn stable_request_is_a_json_post() {
+        let req = fetch_request(&config("stable"), &account(), false);
+        assert_eq!(req.method, Method::Post);
+        assert_eq!(req.url, "http://127.0.0.1:9/cgi-bin/stable_token");
+        let body: serde_json::Value = serde_json::from_slice(req.body.as_ref().unwrap()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"grant_type":"client_credential","appid":"wx1","secret":"s&1","force_refresh":false})
+        );
+    }
+
+    #[test]
+    fn classic_request_encodes_the_query() {
+        let req = fetch_request(&config("classic"), &account(), false);
+        assert_eq!(req.method, Method::Get);
+        assert_eq!(
+            req.url,
+            "http://127.0.0.1:9/cgi-bin/token?grant_type=client_credential&appid=wx1&secret=s%261"
+        );
+    }
+
+    #[test]
+    fn cache_round_trip_and_debug_hides_the_token() {
+        let token = CachedToken {
+            access_token: "SECRET_TOKEN".into(),
+            expires_at: 7,
+        };
+        assert_eq!(
+            CachedToken::from_bytes(&token.to_bytes()),
+            Some(token.clone())
+        );
+        assert!(!format!("{token:?}").contains("SECRET_TOKEN"));
+        assert_eq!(CachedToken::from_bytes(b"garbage"), None);
+        assert_eq!(
+            cache_key("wx1", TokenMode::Stable),
+            "access_token/wx1/stable"
+        );
+    }
+}

@@ -1,0 +1,99 @@
+//! Identity records in the `users` bucket.
+//!
+//! Each link is its own key, written by the one flow that learns it (login writes the
+//! mini-program side, follower sync and callbacks the OA side), so no flow ever has to
+//! read-modify-write a record another flow may be writing:
+//!
+//! | key | value |
+//! |---|---|
+//! | `mini/{openid}/unionid` | unionid of a mini-program openid |
+//! | `mini/{openid}/session_key` | session key from the last login (never returned) |
+//! | `oa/{openid}` | [`OaRecord`]: unionid and follow state of an OA openid |
+//! | `union/{unionid}/mini` | mini-program openid of a unionid |
+//! | `union/{unionid}/oa` | OA openid of a unionid |
+//! | `sync/followers` | [`SyncCursor`] of an unfinished follower sync |
+
+use serde::{Deserialize, Serialize};
+
+pub fn mini_unionid(mini_openid: &str) -> String {
+    format!("mini/{mini_openid}/unionid")
+}
+
+pub fn mini_session_key(mini_openid: &str) -> String {
+    format!("mini/{mini_openid}/session_key")
+}
+
+pub fn oa(oa_openid: &str) -> String {
+    format!("oa/{oa_openid}")
+}
+
+pub fn union_mini(unionid: &str) -> String {
+    format!("union/{unionid}/mini")
+}
+
+pub fn union_oa(unionid: &str) -> String {
+    format!("union/{unionid}/oa")
+}
+
+pub const SYNC_CURSOR: &str = "sync/followers";
+
+/// What is known about an OA openid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OaRecord {
+    pub unionid: Option<String>,
+    pub follows: bool,
+}
+
+/// Where an interrupted follower sync resumes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncCursor {
+    /// `next_openid` to pass to `user/get`.
+    pub next_openid: String,
+    /// Followers processed so far in this sync.
+    pub synced: u32,
+}
+
+/// Checks an openid or unionid before it becomes part of a key or a URL. WeChat ids are
+/// 28-character base64url-like strings; anything with separators or spaces is a caller error.
+pub fn check_id(kind: &str, id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err(format!("{kind} is empty"));
+    }
+    if id.len() > 128
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(format!(
+            "{kind} `{}` is not a WeChat id (letters, digits, `_` and `-` only, at most 128)",
+            id.chars().take(64).collect::<String>()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_cannot_escape_their_key() {
+        assert!(check_id("openid", "oGZUI0egBJY1zhBYw2KhdUfwVJJE").is_ok());
+        assert!(check_id("openid", "o-_x9").is_ok());
+        for bad in ["", "a/b", "a b", "../x", "a\u{0}b", "\u{4e2d}"] {
+            assert!(check_id("openid", bad).is_err(), "{bad:?}");
+        }
+        assert!(
+            check_id("unionid", &"a".repeat(129))
+                .unwrap_err()
+                .contains("at most 128")
+        );
+    }
+
+    #[test]
+    fn keys_are_distinct_per_link() {
+        assert_eq!(mini_unionid("o1"), "mini/o1/unionid");
+        assert_eq!(union_oa("u1"), "union/u1/oa");
+        assert_ne!(union_mini("u1"), union_oa("u1"));
+    }
+}

@@ -1,0 +1,46 @@
+//! Calls `wechat:notify/accounts`: login, user-data decryption and follower sync.
+
+use crate::bindings::{SyncProgress, User};
+use crate::error::Error;
+use crate::runtime::Tenant;
+
+impl Tenant {
+    /// Exchanges a mini-program login code for the user's identity; the session key stays in
+    /// storage.
+    pub async fn login(&self, js_code: &str) -> Result<User, Error> {
+        self.run(async |store, notify| {
+            notify
+                .wechat_notify_accounts()
+                .call_login(store, js_code)
+                .await
+        })
+        .await
+    }
+
+    /// Decrypts open data with the session key stored at login; returns the plaintext JSON.
+    pub async fn decrypt_user_data(
+        &self,
+        mini_openid: &str,
+        encrypted_data: &str,
+        iv: &str,
+    ) -> Result<String, Error> {
+        self.run(async |store, notify| {
+            notify
+                .wechat_notify_accounts()
+                .call_decrypt_user_data(store, mini_openid, encrypted_data, iv)
+                .await
+        })
+        .await
+    }
+
+    /// Syncs one page of the OA's followers; call until `done`. `restart` ignores a stored cursor.
+    pub async fn sync_followers(&self, restart: bool) -> Result<SyncProgress, Error> {
+        self.run(async |store, notify| {
+            notify
+                .wechat_notify_accounts()
+                .call_sync_followers(store, restart)
+                .await
+        })
+        .await
+    }
+}

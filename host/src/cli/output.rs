@@ -1,0 +1,125 @@
+//! How results look: a sentence for people, JSON for scripts.
+
+use serde_json::{Value, json};
+use wxnotify::{Channel, Delivery, Error, NotifyError, SyncProgress, User};
+
+pub fn channel_name(channel: Channel) -> &'static str {
+    match channel {
+        Channel::TemplateMessage => "template message",
+        Channel::SubscribeMessage => "subscribe message",
+    }
+}
+
+fn channel_key(channel: Channel) -> &'static str {
+    match channel {
+        Channel::TemplateMessage => "template_message",
+        Channel::SubscribeMessage => "subscribe_message",
+    }
+}
+
+pub fn delivery_text(delivery: &Delivery) -> String {
+    let to = match delivery.channel {
+        Channel::TemplateMessage => "official-account openid",
+        Channel::SubscribeMessage => "mini-program openid",
+    };
+    let mut text = format!(
+        "delivered as a {} to {to} {}",
+        channel_name(delivery.channel),
+        delivery.openid
+    );
+    if let Some(msgid) = delivery.msgid {
+        text.push_str(&format!(" (msgid {msgid})"));
+    }
+    let calls = if delivery.attempts == 1 {
+        "1 call".to_owned()
+    } else {
+        format!("{} calls", delivery.attempts)
+    };
+    text.push_str(&format!(", {calls}"));
+    if !delivery.truncated.is_empty() {
+        text.push_str(&format!(
+            "\n  shown shortened (over 20 characters or with line breaks): {}",
+            delivery.truncated.join(", ")
+        ));
+    }
+    for failure in &delivery.failures {
+        text.push_str(&format!(
+            "\n  {} not delivered: {}",
+            channel_name(failure.channel),
+            wxnotify::error::describe(&failure.error)
+        ));
+    }
+    text
+}
+
+pub fn delivery_json(delivery: &Delivery) -> Value {
+    json!({
+        "channel": channel_key(delivery.channel),
+        "msgid": delivery.msgid,
+        "openid": delivery.openid,
+        "attempts": delivery.attempts,
+        "truncated": delivery.truncated,
+        "failures": delivery.failures.iter().map(|f| json!({
+            "channel": channel_key(f.channel),
+            "error": notify_error_json(&f.error),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub fn user_text(user: &User) -> String {
+    let show = |id: &Option<String>| id.clone().unwrap_or_else(|| "(unknown)".into());
+    let follows = match user.follows_oa {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "(unknown)",
+    };
+    format!(
+        "mini-program openid    {}\nunionid                {}\nofficial-account openid {}\nfollows the OA         {follows}",
+        show(&user.mini_openid),
+        show(&user.unionid),
+        show(&user.oa_openid)
+    )
+}
+
+pub fn user_json(user: &User) -> Value {
+    json!({
+        "mini_openid": user.mini_openid,
+        "unionid": user.unionid,
+        "oa_openid": user.oa_openid,
+        "follows_oa": user.follows_oa,
+    })
+}
+
+pub fn progress_json(progress: &SyncProgress) -> Value {
+    json!({ "total": progress.total, "synced": progress.synced, "mapped": progress.mapped, "done": progress.done })
+}
+
+pub fn notify_error_json(error: &NotifyError) -> Value {
+    let api = |kind: &str, e: &wxnotify::ApiError| json!({ "kind": kind, "message": wxnotify::error::describe(error), "errcode": e.errcode, "errmsg": e.errmsg });
+    let text = |kind: &str| json!({ "kind": kind, "message": wxnotify::error::describe(error) });
+    match error {
+        NotifyError::InvalidInput(_) => text("invalid_input"),
+        NotifyError::NotFound(_) => text("not_found"),
+        NotifyError::Refused(e) => api("refused", e),
+        NotifyError::Rejected(e) => api("rejected", e),
+        NotifyError::Quota(e) => api("quota", e),
+        NotifyError::Auth(e) => api("auth", e),
+        NotifyError::Unavailable(_) => text("unavailable"),
+        NotifyError::Config(_) => text("config"),
+        NotifyError::Api(e) => api("api", e),
+    }
+}
+
+/// Any CLI error as JSON: the component's errors keep their kind and errcode.
+pub fn error_json(error: &anyhow::Error) -> Value {
+    match error.downcast_ref::<Error>() {
+        Some(Error::Notify { tenant, error }) => {
+            let mut value = notify_error_json(error);
+            value["tenant"] = json!(tenant);
+            value
+        }
+        _ => {
+            json!({ "kind": if super::exit_code(error) == super::EXIT_INPUT { "input" } else { "fault" }, "message": format!("{error:#}") })
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Errors of the host library.
+
+use crate::bindings;
+
+/// The error a component returned: what WeChat (or the component's own checks) said, phrased
+/// as what to do about it. See `wit/types.wit`.
+pub type NotifyError = bindings::Error;
+
+/// Why a tenants file cannot be used. Every case names the tenant and the field.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read tenants file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, or has an unknown or mistyped field.
+    #[error("tenants file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A field has a value that cannot work.
+    #[error("tenant `{tenant}`: {field}: {message}")]
+    Invalid {
+        /// The tenant.
+        tenant: String,
+        /// The field, as written in the file.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A secret is referenced from an environment variable that is not set.
+    #[error("tenant `{tenant}`: {field} names environment variable {variable}, which is not set")]
+    MissingSecret {
+        /// The tenant.
+        tenant: String,
+        /// The field, as written in the file.
+        field: String,
+        /// The environment variable.
+        variable: String,
+    },
+    /// The tenant's component cannot be loaded.
+    #[error("tenant `{tenant}`: component {path}: {message}")]
+    Component {
+        /// The tenant.
+        tenant: String,
+        /// The component file, or `built-in`.
+        path: String,
+        /// Why it cannot be used.
+        message: String,
+    },
+}
+
+/// Why a call into the runtime failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The tenants file or a tenant definition is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// No tenant with this id is registered.
+    #[error("tenant `{0}` is not configured")]
+    UnknownTenant(String),
+    /// The component answered with an error.
+    #[error("tenant `{tenant}`: {}", describe(error))]
+    Notify {
+        /// The tenant.
+        tenant: String,
+        /// What the component said.
+        error: NotifyError,
+    },
+    /// The component trapped, could not be instantiated, or broke the contract.
+    #[error("tenant `{tenant}`: component failed: {message}")]
+    Component {
+        /// The tenant.
+        tenant: String,
+        /// The trap or failure, with its causes.
+        message: String,
+    },
+    /// The call did not finish within the tenant's deadline.
+    #[error("tenant `{tenant}`: call exceeded its deadline of {deadline_ms} ms")]
+    Deadline {
+        /// The tenant.
+        tenant: String,
+        /// The deadline.
+        deadline_ms: u64,
+    },
+    /// The storage backend could not be opened.
+    #[error("storage: {0}")]
+    Storage(#[from] wxnotify_store::StoreError),
+    /// The engine could not be created.
+    #[error("engine: {0}")]
+    Engine(String),
+}
+
+impl Error {
+    /// The component's answer, when the failure is one.
+    pub fn notify_error(&self) -> Option<&NotifyError> {
+        match self {
+            Error::Notify { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// `error` as a sentence: the case in words, then WeChat's errcode and errmsg or the reason.
+pub fn describe(error: &NotifyError) -> String {
+    let api = |what: &str, e: &bindings::ApiError| {
+        format!("{what} (errcode {}: {})", e.errcode, e.errmsg)
+    };
+    match error {
+        NotifyError::InvalidInput(m) => format!("invalid input: {m}"),
+        NotifyError::NotFound(m) => format!("not found: {m}"),
+        NotifyError::Refused(e) => api("refused by the user", e),
+        NotifyError::Rejected(e) => api("rejected by WeChat", e),
+        NotifyError::Quota(e) => api("quota exhausted", e),
+        NotifyError::Auth(e) => api("credentials rejected", e),
+        NotifyError::Unavailable(m) => format!("unavailable: {m}"),
+        NotifyError::Config(m) => format!("configuration: {m}"),
+        NotifyError::Api(e) => api("WeChat API error", e),
+    }
+}

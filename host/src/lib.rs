@@ -1,0 +1,80 @@
+//! Runs the wxnotify WeChat notification component for many tenants in one process.
+//!
+//! The WeChat logic is a sandboxed wasm component (built from `guest/` and embedded as
+//! [`BUILTIN_COMPONENT`]). This crate supplies what it imports, per tenant:
+//!
+//! | capability | module | what backs it |
+//! |---|---|---|
+//! | `wasi:http/outgoing-handler` | [`wasi_http`] | the tenant's allow-list, then HTTPS |
+//! | `wasi:keyvalue/{store,atomics,batch}` | [`wasi_keyvalue`] | a [`wxnotify_store`] backend, keys scoped by tenant |
+//! | `wasi:config/store` | [`wasi_config`] | the tenant's accounts, secrets from the environment |
+//!
+//! and drives what it exports: [`Tenant::send_notification`] and [`Tenant::resolve_user`]
+//! (`notifier`), [`Tenant::login`], [`Tenant::decrypt_user_data`] and
+//! [`Tenant::sync_followers`] (`accounts`), and [`Tenant::handle_http`] (the component's JSON API
+//! over `wasi:http/incoming-handler`).
+//!
+//! # Embedding
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use wxnotify::{Channel, ChannelMessage, Engine, Notification, Recipient, Runtime, TemplateMessage};
+//! use wxnotify::tenant::TenantsFile;
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! // One engine per process: it caches compiled components.
+//! let engine = Engine::new()?;
+//! // Tenants' tokens and identity mappings live in one SQLite file, scoped by tenant.
+//! let storage = Arc::new(wxnotify_store::SqliteBackend::open("wxnotify.sqlite3")?);
+//! let runtime = Runtime::new(&engine, storage)?;
+//!
+//! let file = TenantsFile::parse(
+//!     r#"
+//!     [tenants.shop.official_account]
+//!     appid = "wx0ac0a0c0a0c00002"
+//!     secret_env = "SHOP_OA_SECRET"
+//!     "#,
+//!     "inline",
+//! )?;
+//! for tenant in file.resolve_all(|var| std::env::var(var).ok())? {
+//!     runtime.add_tenant(tenant)?;
+//! }
+//!
+//! // A mini-program openid is enough: the component finds the user's OA openid.
+//! let delivery = runtime
+//!     .tenant("shop")?
+//!     .send_notification(&Notification {
+//!         recipient: Recipient::MiniProgram("oMP0000000000000000000000001".into()),
+//!         channels: vec![ChannelMessage::TemplateMessage(TemplateMessage {
+//!             template_id: "TPL_ORDER_SHIPPED".into(),
+//!             data: vec![("thing1".into(), "Your order has shipped".into())],
+//!             url: None,
+//!             miniprogram: None,
+//!         })],
+//!         idempotency_key: Some("order-42-shipped".into()),
+//!     })
+//!     .await?;
+//! assert_eq!(delivery.channel, Channel::TemplateMessage);
+//! # Ok(())
+//! # }
+//! ```
+
+#![deny(missing_docs)]
+
+mod accounts;
+mod bindings;
+pub mod error;
+mod incoming_handler;
+mod notifier;
+mod runtime;
+pub mod tenant;
+pub mod wasi_config;
+pub mod wasi_http;
+pub mod wasi_keyvalue;
+
+pub use bindings::{
+    ApiError, Channel, ChannelFailure, ChannelMessage, Delivery, MiniprogramPage, MiniprogramState,
+    Notification, Recipient, SubscribeMessage, SyncProgress, TemplateMessage, UniformMessage, User,
+};
+pub use error::{ConfigError, Error, NotifyError};
+pub use runtime::{BUILTIN_COMPONENT, Engine, HostState, Limits, Runtime, Tenant};

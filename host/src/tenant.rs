@@ -1,0 +1,387 @@
+//! The tenants file: who the runtime serves, with which accounts, where, and how.
+//!
+//! ```toml
+//! [storage]
+//! backend = "sqlite"            # or "memory"; default "sqlite"
+//! path = "wxnotify.sqlite3"     # relative to this file; default "wxnotify.sqlite3"
+//!
+//! [tenants.shop]
+//! api_base = "https://api.weixin.qq.com"   # default
+//! allowed_hosts = ["api.weixin.qq.com"]    # default: the host of api_base
+//! token_mode = "stable"                    # or "classic"
+//! component = "plugins/shop.wasm"          # default: the built-in component
+//!
+//! [tenants.shop.mini_program]
+//! appid = "wx5ad0b5d1ba5d0001"
+//! secret_env = "SHOP_MINI_SECRET"          # or `secret = "…"` for local sandboxes
+//!
+//! [tenants.shop.official_account]
+//! appid = "wx0ac0a0c0a0c00002"
+//! secret_env = "SHOP_OA_SECRET"
+//! ```
+//!
+//! Unknown fields are errors, and every error names the tenant and the field.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::ConfigError;
+use crate::wasi_http::AllowList;
+
+/// A parsed tenants file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantsFile {
+    /// Where the tenants' key-value data lives.
+    #[serde(default)]
+    pub storage: StorageSpec,
+    /// The tenants, by id.
+    #[serde(default)]
+    pub tenants: BTreeMap<String, TenantSpec>,
+    /// The directory relative paths are resolved against.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// Which key-value backend to use.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "lowercase", tag = "backend")]
+pub enum StorageSpec {
+    /// One SQLite file (WAL), shared safely by several processes. The embedded default.
+    Sqlite {
+        /// The database file.
+        #[serde(default = "default_sqlite_path")]
+        path: PathBuf,
+    },
+    /// In-process memory: lost on exit. For tests and experiments.
+    Memory,
+}
+
+fn default_sqlite_path() -> PathBuf {
+    PathBuf::from("wxnotify.sqlite3")
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        StorageSpec::Sqlite {
+            path: default_sqlite_path(),
+        }
+    }
+}
+
+/// How access tokens are fetched.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenMode {
+    /// `/cgi-bin/stable_token` (recommended by WeChat).
+    #[default]
+    Stable,
+    /// `/cgi-bin/token`.
+    Classic,
+}
+
+/// One tenant as written in the file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSpec {
+    /// WeChat API base URL.
+    pub api_base: Option<String>,
+    /// `host` or `host:port` entries the component may reach; default: the host of `api_base`.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Token endpoint.
+    #[serde(default)]
+    pub token_mode: TokenMode,
+    /// A component file to run instead of the built-in one.
+    pub component: Option<PathBuf>,
+    /// The mini-program account.
+    pub mini_program: Option<AccountSpec>,
+    /// The official account.
+    pub official_account: Option<AccountSpec>,
+}
+
+/// AppID and AppSecret of one WeChat account.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSpec {
+    /// The AppID.
+    pub appid: String,
+    /// The environment variable holding the AppSecret (preferred).
+    pub secret_env: Option<String>,
+    /// The AppSecret itself; for local sandboxes.
+    pub secret: Option<String>,
+}
+
+impl std::fmt::Debug for AccountSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountSpec")
+            .field("appid", &self.appid)
+            .field("secret_env", &self.secret_env)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A tenant ready to run: configuration resolved, secrets read.
+#[derive(Clone)]
+pub struct ResolvedTenant {
+    /// The tenant id.
+    pub id: String,
+    /// What the component reads through `wasi:config`.
+    pub config: BTreeMap<String, String>,
+    /// Where the component may send requests.
+    pub allowed_hosts: AllowList,
+    /// The component file, `None` for the built-in one.
+    pub component: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for ResolvedTenant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResolvedTenant")
+            .field("id", &self.id)
+            .field("config_keys", &self.config.keys().collect::<Vec<_>>())
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("component", &self.component)
+            .finish()
+    }
+}
+
+impl TenantsFile {
+    /// Reads and parses `path`.
+    pub fn load(path: &Path) -> Result<TenantsFile, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut file = TenantsFile::parse(&text, &path.display().to_string())?;
+        file.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(file)
+    }
+
+    /// Parses TOML text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<TenantsFile, ConfigError> {
+        let file: TenantsFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string(),
+        })?;
+        for id in file.tenants.keys() {
+            if id.is_empty()
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(ConfigError::Invalid {
+                    tenant: id.clone(),
+                    field: "tenant id".into(),
+                    message: "use letters, digits, `-` and `_` only".into(),
+                });
+            }
+        }
+        Ok(file)
+    }
+
+    /// `path` resolved against the file's directory.
+    pub fn resolve_path(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+
+    /// Every tenant, resolved with `env` as the environment.
+    pub fn resolve_all(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Vec<ResolvedTenant>, ConfigError> {
+        self.tenants
+            .iter()
+            .map(|(id, spec)| {
+                let mut resolved = spec.resolve(id, &env)?;
+                resolved.component = resolved.component.map(|p| self.resolve_path(&p));
+                Ok(resolved)
+            })
+            .collect()
+    }
+}
+
+impl TenantSpec {
+    /// Checks the spec, reads its secrets through `env` and builds the component's config.
+    pub fn resolve(
+        &self,
+        id: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<ResolvedTenant, ConfigError> {
+        let invalid = |field: &str, message: String| ConfigError::Invalid {
+            tenant: id.to_owned(),
+            field: field.to_owned(),
+            message,
+        };
+        let api_base = self
+            .api_base
+            .clone()
+            .unwrap_or_else(|| "https://api.weixin.qq.com".into());
+        let url = url::Url::parse(&api_base)
+            .map_err(|e| invalid("api_base", format!("`{api_base}` is not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(invalid(
+                "api_base",
+                format!("`{api_base}` must be an http(s) URL with a host"),
+            ));
+        }
+        let allowed_hosts = match &self.allowed_hosts {
+            Some(hosts) => AllowList::new(hosts),
+            None => {
+                let host = url.host_str().unwrap_or_default();
+                let port = url.port_or_known_default().unwrap_or(443);
+                AllowList::new([format!("{host}:{port}")])
+            }
+        };
+        if self.mini_program.is_none() && self.official_account.is_none() {
+            return Err(invalid(
+                "mini_program / official_account",
+                "configure at least one account".into(),
+            ));
+        }
+        let mut config = BTreeMap::new();
+        config.insert("api_base".to_owned(), api_base);
+        let mode = match self.token_mode {
+            TokenMode::Stable => "stable",
+            TokenMode::Classic => "classic",
+        };
+        config.insert("token_mode".to_owned(), mode.to_owned());
+        for (section, prefix, account) in [
+            ("mini_program", "mini", &self.mini_program),
+            ("official_account", "oa", &self.official_account),
+        ] {
+            let Some(account) = account else { continue };
+            if account.appid.trim().is_empty() {
+                return Err(invalid(&format!("{section}.appid"), "is empty".into()));
+            }
+            let secret = match (&account.secret_env, &account.secret) {
+                (Some(variable), None) => {
+                    env(variable).filter(|s| !s.is_empty()).ok_or_else(|| {
+                        ConfigError::MissingSecret {
+                            tenant: id.to_owned(),
+                            field: format!("{section}.secret_env"),
+                            variable: variable.clone(),
+                        }
+                    })?
+                }
+                (None, Some(secret)) if !secret.is_empty() => secret.clone(),
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        section,
+                        "set `secret_env` or `secret`, not both".into(),
+                    ));
+                }
+                _ => {
+                    return Err(invalid(
+                        section,
+                        "missing `secret_env` (or `secret`)".into(),
+                    ));
+                }
+            };
+            config.insert(format!("{prefix}_appid"), account.appid.trim().to_owned());
+            config.insert(format!("{prefix}_secret"), secret);
+        }
+        Ok(ResolvedTenant {
+            id: id.to_owned(),
+            config,
+            allowed_hosts,
+            component: self.component.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[storage]
+backend = "memory"
+
+[tenants.shop]
+api_base = "http://127.0.0.1:9000"
+
+[tenants.shop.official_account]
+appid = "wxoa"
+secret_env = "SHOP_OA_SECRET"
+"#;
+
+    #[test]
+    fn resolves_secrets_from_the_environment() {
+        let file = TenantsFile::parse(GOOD, "t.toml").unwrap();
+        assert_eq!(file.storage, StorageSpec::Memory);
+        let tenants = file
+            .resolve_all(|v| (v == "SHOP_OA_SECRET").then(|| "s3cret".to_owned()))
+            .unwrap();
+        let shop = &tenants[0];
+        assert_eq!(shop.config["oa_secret"], "s3cret");
+        assert_eq!(shop.config["api_base"], "http://127.0.0.1:9000");
+        assert!(shop.allowed_hosts.allows("127.0.0.1", 9000));
+        assert!(!shop.allowed_hosts.allows("api.weixin.qq.com", 443));
+        assert!(!format!("{shop:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn a_missing_secret_names_tenant_field_and_variable() {
+        let file = TenantsFile::parse(GOOD, "t.toml").unwrap();
+        let err = file.resolve_all(|_| None).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "tenant `shop`: official_account.secret_env names environment variable SHOP_OA_SECRET, which is not set"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_with_their_name() {
+        let err = TenantsFile::parse("[tenants.shop]\napi_bsae = \"x\"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("api_bsae"), "{err}");
+        assert!(err.starts_with("tenants file t.toml"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let file = TenantsFile::parse(
+            "[tenants.a]\napi_base = \"ftp://x\"\n[tenants.a.official_account]\nappid = \"wx\"\nsecret = \"s\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert!(
+            file.resolve_all(|_| None)
+                .unwrap_err()
+                .to_string()
+                .contains("tenant `a`: api_base")
+        );
+        let file = TenantsFile::parse("[tenants.a]\n", "t.toml").unwrap();
+        assert!(
+            file.resolve_all(|_| None)
+                .unwrap_err()
+                .to_string()
+                .contains("at least one account")
+        );
+        assert!(TenantsFile::parse("[tenants.\"a/b\"]\n", "t.toml").is_err());
+    }
+
+    #[test]
+    fn defaults_to_sqlite_and_the_official_host() {
+        let file = TenantsFile::parse(
+            "[tenants.a.mini_program]\nappid = \"wx\"\nsecret = \"s\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            file.storage,
+            StorageSpec::Sqlite {
+                path: "wxnotify.sqlite3".into()
+            }
+        );
+        let a = &file.resolve_all(|_| None).unwrap()[0];
+        assert!(a.allowed_hosts.allows("api.weixin.qq.com", 443));
+        assert_eq!(a.config["token_mode"], "stable");
+    }
+}

@@ -1,0 +1,82 @@
+//! A component reaches only the hosts its tenant allows: anything else is denied by the host
+//! before a connection is made, and the error says so.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use wxnotify::{ChannelMessage, Error, Notification, NotifyError, Recipient, TemplateMessage};
+use wxnotify_tests::{World, data};
+
+#[tokio::test]
+async fn a_host_outside_the_allow_list_is_denied_without_a_connection() {
+    let world = World::in_memory().await;
+    // A listener that counts every connection it is offered.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let outside = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while listener.accept().await.is_ok() {
+            counted.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+
+    // The component is told to call `outside`, but the tenant only allows the sandbox.
+    let state = world.sandbox.state();
+    let (mini, oa) = (state.mini_app(), state.oa_app());
+    let toml = format!(
+        "[tenants.leaky]\napi_base = \"http://{outside}\"\nallowed_hosts = [\"{}\"]\n\
+         [tenants.leaky.mini_program]\nappid = \"{}\"\nsecret = \"{}\"\n\
+         [tenants.leaky.official_account]\nappid = \"{}\"\nsecret = \"{}\"\n",
+        world.sandbox.addr(),
+        mini.appid,
+        mini.secret,
+        oa.appid,
+        oa.secret
+    );
+    let file = wxnotify::tenant::TenantsFile::parse(&toml, "test").unwrap();
+    let leaky = world
+        .runtime
+        .add_tenant(file.resolve_all(|_| None).unwrap().remove(0))
+        .unwrap();
+
+    let notification = Notification {
+        recipient: Recipient::OfficialAccount("oOA0000000000000000000000001".into()),
+        channels: vec![ChannelMessage::TemplateMessage(TemplateMessage {
+            template_id: "TPL_ORDER_SHIPPED".into(),
+            data: data(&[("thing1", "hello")]),
+            url: None,
+            miniprogram: None,
+        })],
+        idempotency_key: None,
+    };
+    let error = leaky.send_notification(&notification).await.unwrap_err();
+
+    let Error::Notify {
+        tenant,
+        error: NotifyError::Config(message),
+    } = &error
+    else {
+        panic!("expected a config error naming the denial, got {error}");
+    };
+    assert_eq!(tenant, "leaky");
+    assert!(message.contains("denied"), "{message}");
+    assert!(
+        message.contains(&outside.to_string()),
+        "names the host: {message}"
+    );
+    assert!(
+        !message.contains("secret=sandbox"),
+        "secrets are redacted: {message}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        0,
+        "no connection was attempted"
+    );
+    assert!(
+        world.sandbox.state().requests().is_empty(),
+        "nothing reached the sandbox either"
+    );
+}

@@ -1,0 +1,98 @@
+//! The component's own JSON API (its `wasi:http/incoming-handler` export), as a wasi:http
+//! gateway would route to it.
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use wxnotify_tests::World;
+
+async fn call(world: &World, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let request = http::Request::builder()
+        .method(method)
+        .uri(format!("http://wxnotify.local{path}"))
+        .header("content-type", "application/json")
+        .body(Bytes::from(body.to_owned()))
+        .unwrap();
+    let response = world.shop().handle_http(request).await.unwrap();
+    let status = response.status().as_u16();
+    (status, serde_json::from_slice(response.body()).unwrap())
+}
+
+#[tokio::test]
+async fn sends_and_resolves_over_json() {
+    let world = World::in_memory().await;
+    let user = world.follower_known_to_shop().await;
+    let mini = user.mini_openid.clone().unwrap();
+
+    let body = json!({
+        "recipient": {"mini_program": mini},
+        "channels": [{"template_message": {"template_id": "TPL_ORDER_SHIPPED", "data": {"thing1": "Shipped"}}}],
+        "idempotency_key": "json-1",
+    });
+    let (status, delivery) = call(&world, "POST", "/v1/notifications", &body.to_string()).await;
+    assert_eq!(status, 200, "{delivery}");
+    assert_eq!(delivery["channel"], "template_message");
+    assert_eq!(delivery["openid"], json!(user.oa_openid));
+    assert_eq!(
+        delivery["msgid"],
+        json!(world.sandbox.state().delivered_template_messages()[0].msgid)
+    );
+
+    let (status, resolved) = call(&world, "GET", &format!("/v1/users/mini/{mini}"), "").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        resolved,
+        json!({"mini_openid": mini, "unionid": user.unionid, "oa_openid": user.oa_openid, "follows_oa": true})
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_get_a_clear_4xx() {
+    let world = World::in_memory().await;
+    let (status, error) = call(&world, "POST", "/v1/notifications", "{not json").await;
+    assert_eq!(status, 400);
+    assert_eq!(error["error"]["kind"], "invalid_input");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not valid JSON"),
+        "{error}"
+    );
+
+    let unknown_field =
+        json!({"recipient": {"mini_program": "o1"}, "channels": [], "colour": "red"});
+    let (status, error) = call(
+        &world,
+        "POST",
+        "/v1/notifications",
+        &unknown_field.to_string(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("colour"),
+        "{error}"
+    );
+
+    let (status, error) = call(
+        &world,
+        "GET",
+        "/v1/users/mini/oMP0000000000000000000000404",
+        "",
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(error["error"]["kind"], "not_found");
+
+    let (status, _) = call(&world, "GET", "/v1/nothing", "").await;
+    assert_eq!(status, 404);
+    let (status, _) = call(&world, "DELETE", "/v1/notifications", "").await;
+    assert_eq!(status, 405);
+    assert!(
+        world.sandbox.state().requests().is_empty(),
+        "no bad request reached WeChat"
+    );
+}

@@ -1,0 +1,12 @@
+//! End-to-end tests: the real component in the real host against the WeChat API sandbox.
+//!
+//! One test binary (each one links wasmtime and Cranelift); one module per behaviour.
+
+// The first vertical slice: a template message addressed by mini-program openid.
+mod send_template;
+// Egress: the tenant's allow-list is the only way out.
+mod egress;
+// Identity: login, follower sync, resolve-user, and what is missing when it cannot resolve.
+mod identity;
+// The component's JSON API over wasi:http/incoming-handler.
+mod http_api;

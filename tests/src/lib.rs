@@ -1,0 +1,146 @@
+//! Shared harness of the end-to-end tests: the real component (built by `host/build.rs`) in
+//! the real host, against the WeChat API sandbox on 127.0.0.1.
+//!
+//! Every test builds its own [`World`] — a sandbox, storage and a runtime — but all share one
+//! [`engine`], so the component is compiled once per test binary.
+
+use std::path::Path;
+use std::sync::{Arc, LazyLock};
+
+use wxnotify::tenant::TenantsFile;
+use wxnotify::{Engine, Runtime, Tenant};
+use wxnotify_sandbox::{Sandbox, SandboxConfig, SeedUser, SeededUser};
+use wxnotify_store::{MemoryBackend, SharedBackend, SqliteBackend};
+
+/// The engine of the whole test binary.
+pub fn engine() -> &'static Engine {
+    static ENGINE: LazyLock<Engine> = LazyLock::new(|| Engine::new().expect("engine"));
+    &ENGINE
+}
+
+/// Where a world keeps its key-value data.
+pub enum Storage {
+    /// In process memory.
+    Memory,
+    /// A SQLite file (the embedded default) in the given directory.
+    Sqlite(tempfile::TempDir),
+}
+
+/// A sandbox, a storage backend and a runtime with one tenant, `shop`, pointed at the sandbox.
+pub struct World {
+    pub sandbox: Sandbox,
+    pub backend: SharedBackend,
+    pub runtime: Runtime,
+    pub storage: Storage,
+}
+
+impl World {
+    /// A world on SQLite storage, the default users get.
+    pub async fn start() -> World {
+        World::with(
+            SandboxConfig::default(),
+            Storage::Sqlite(tempfile::tempdir().expect("tempdir")),
+        )
+        .await
+    }
+
+    /// A world on in-memory storage.
+    pub async fn in_memory() -> World {
+        World::with(SandboxConfig::default(), Storage::Memory).await
+    }
+
+    pub async fn with(config: SandboxConfig, storage: Storage) -> World {
+        let sandbox = Sandbox::start(config).await.expect("sandbox starts");
+        let backend: SharedBackend = match &storage {
+            Storage::Memory => Arc::new(MemoryBackend::new()),
+            Storage::Sqlite(dir) => Arc::new(sqlite(dir.path())),
+        };
+        let runtime = Runtime::new(engine(), backend.clone()).expect("runtime");
+        let world = World {
+            sandbox,
+            backend,
+            runtime,
+            storage,
+        };
+        world.add_tenant("shop", "");
+        world
+    }
+
+    /// Registers tenant `id` on the sandbox's accounts; `extra` is TOML added to its table.
+    pub fn add_tenant(&self, id: &str, extra: &str) -> Arc<Tenant> {
+        let state = self.sandbox.state();
+        let (mini, oa) = (state.mini_app(), state.oa_app());
+        let toml = format!(
+            "[tenants.{id}]\napi_base = \"{base}\"\n{extra}\n\
+             [tenants.{id}.mini_program]\nappid = \"{}\"\nsecret = \"{}\"\n\
+             [tenants.{id}.official_account]\nappid = \"{}\"\nsecret = \"{}\"\n",
+            mini.appid,
+            mini.secret,
+            oa.appid,
+            oa.secret,
+            base = self.sandbox.base_url(),
+        );
+        let file = TenantsFile::parse(&toml, "test").expect("tenants file");
+        let mut tenants = file.resolve_all(|_| None).expect("tenant resolves");
+        self.runtime
+            .add_tenant(tenants.remove(0))
+            .expect("tenant is added")
+    }
+
+    pub fn shop(&self) -> Arc<Tenant> {
+        self.runtime.tenant("shop").expect("shop tenant")
+    }
+
+    /// A user who follows the OA, with every identity, whose mapping the component has learned
+    /// the way production does: login (jscode2session) and a follower sync.
+    pub async fn follower_known_to_shop(&self) -> SeededUser {
+        let user = self.sandbox.state().add_user(SeedUser {
+            follows_oa: true,
+            has_unionid: true,
+            ..SeedUser::default()
+        });
+        self.learn(&user).await;
+        user
+    }
+
+    /// Logs `user` in to the mini-program and syncs the OA's followers.
+    pub async fn learn(&self, user: &SeededUser) {
+        let shop = self.shop();
+        let mini = user
+            .mini_openid
+            .as_deref()
+            .expect("user has a mini-program openid");
+        let code = self
+            .sandbox
+            .state()
+            .issue_login_code(mini)
+            .expect("login code");
+        shop.login(&code).await.expect("login");
+        loop {
+            if shop.sync_followers(false).await.expect("sync").done {
+                break;
+            }
+        }
+    }
+
+    pub fn oa_appid(&self) -> String {
+        self.sandbox.state().oa_app().appid
+    }
+
+    pub fn mini_appid(&self) -> String {
+        self.sandbox.state().mini_app().appid
+    }
+}
+
+/// A SQLite backend on `dir/wxnotify.sqlite3`.
+pub fn sqlite(dir: &Path) -> SqliteBackend {
+    SqliteBackend::open(dir.join("wxnotify.sqlite3")).expect("sqlite opens")
+}
+
+/// `(key, value)` pairs from string slices.
+pub fn data(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
