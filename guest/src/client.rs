@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 
 use crate::env::{Bucket, Env, HttpRequest, HttpResponse, Method, Transport};
 use crate::wechat::api::{self, ErrcodeClass};
-use crate::wechat::config::{Account, AccountKind, Config};
+use crate::wechat::config::{Account, AccountKind, Config, TokenMode};
 use crate::wechat::error::{ApiError, Error, Result};
 use crate::wechat::token::{self, CachedToken};
 use crate::wechat::users::{self, OaRecord, SyncCursor};
@@ -17,6 +17,10 @@ use crate::wit;
 const MAX_ATTEMPTS: u32 = 3;
 /// First backoff delay; doubled per attempt, with up to 50% jitter.
 const BACKOFF_BASE_MS: u64 = 100;
+/// How long a caller waits for another caller's token refresh before giving up.
+const TOKEN_WAIT_MS: u64 = 30_000;
+/// How often a waiting caller looks for the refreshed token.
+const TOKEN_POLL_MS: u64 = 40;
 /// `user/info/batchget` takes at most 100 openids.
 const BATCHGET_MAX: usize = 100;
 
@@ -599,8 +603,8 @@ impl<'e, E: Env> WeChat<'e, E> {
 
     // ---------------------------------------------------------------- calls and tokens
 
-    /// Calls an access-token API: on a stale token (40001/42001/40014) the cached token is
-    /// dropped if it is still the one that failed, a fresh one is fetched and the call is
+    /// Calls an access-token API. On a stale token (40001/42001/40014) the cached token is
+    /// dropped if it is still the one that failed, a fresh one is obtained, and the call is
     /// repeated exactly once.
     fn call_with_token<T: DeserializeOwned>(
         &self,
@@ -614,8 +618,7 @@ impl<'e, E: Env> WeChat<'e, E> {
         match self.call_raw(endpoint, &build(&token.access_token), &mut attempts)? {
             Ok(value) => Ok(Called { value, attempts }),
             Err(api) if api::classify(api.errcode) == ErrcodeClass::TokenInvalid => {
-                self.invalidate(&account, &token)?;
-                let fresh = self.token(&account)?;
+                let fresh = self.replace_token(&account, &token)?;
                 match self.call_raw(endpoint, &build(&fresh.access_token), &mut attempts)? {
                     Ok(value) => Ok(Called { value, attempts }),
                     Err(api) => Err(api::error_for(api)),
@@ -664,39 +667,99 @@ impl<'e, E: Env> WeChat<'e, E> {
             if !retryable || tries >= MAX_ATTEMPTS {
                 return outcome;
             }
-            let delay = BACKOFF_BASE_MS << (tries - 1);
-            self.env
-                .sleep_ms(delay + self.env.random_u64() % (delay / 2 + 1));
+            self.backoff(BACKOFF_BASE_MS << (tries - 1));
         }
+    }
+
+    /// Sleeps `delay` plus up to half of it again, so callers that failed together do not
+    /// retry together.
+    fn backoff(&self, delay: u64) {
+        self.env
+            .sleep_ms(delay + self.env.random_u64() % (delay / 2 + 1));
+    }
+
+    fn now_secs(&self) -> u64 {
+        self.env.now_ms() / 1000
     }
 
     /// A usable token for `account`: the cached one while it is fresh, otherwise a new one.
+    ///
+    /// Refreshes are single-flight across every caller sharing the store: one caller takes
+    /// the refresh lease (a CAS in the `tokens` bucket) and fetches; the others wait for the
+    /// token it stores. A lease expires, so a caller that crashed mid-refresh blocks no one.
     fn token(&self, account: &Account) -> Result<CachedToken> {
         let key = token::cache_key(&account.appid, self.config.token_mode);
-        let now = self.env.now_unix();
-        if let Some(cached) = self
-            .env
-            .get(Bucket::Tokens, &key)?
-            .and_then(|b| CachedToken::from_bytes(&b))
-            && cached.is_fresh(now)
-        {
-            return Ok(cached);
+        let lease_key = token::lease_key(&account.appid, self.config.token_mode);
+        let give_up_at = self.env.now_ms() + TOKEN_WAIT_MS;
+        loop {
+            if let Some(cached) = self.cached_token(&key)? {
+                return Ok(cached);
+            }
+            let now = self.env.now_ms();
+            let current = self.env.get(Bucket::Tokens, &lease_key)?;
+            if !token::Lease::held_in(current.as_deref(), now) {
+                let lease = token::Lease::new(self.env.random_u64() | 1, now).to_bytes();
+                if self.env.compare_and_swap(
+                    Bucket::Tokens,
+                    &lease_key,
+                    current.as_deref(),
+                    &lease,
+                )? {
+                    // Another caller may have stored a token between the read above and the lease.
+                    let fetched = match self.cached_token(&key)? {
+                        Some(cached) => Ok(cached),
+                        None => self.fetch_token(account, &key, false),
+                    };
+                    let released = token::Lease::released().to_bytes();
+                    self.env.compare_and_swap(
+                        Bucket::Tokens,
+                        &lease_key,
+                        Some(&lease),
+                        &released,
+                    )?;
+                    return fetched;
+                }
+            }
+            if now >= give_up_at {
+                return Err(Error::Unavailable(format!(
+                    "timed out waiting for another caller to refresh the access token of {}",
+                    account.appid
+                )));
+            }
+            self.backoff(TOKEN_POLL_MS);
         }
-        self.fetch_token(account, &key)
     }
 
-    fn fetch_token(&self, account: &Account, key: &str) -> Result<CachedToken> {
+    fn cached_token(&self, key: &str) -> Result<Option<CachedToken>> {
+        let now = self.now_secs();
+        Ok(self
+            .env
+            .get(Bucket::Tokens, key)?
+            .and_then(|bytes| CachedToken::from_bytes(&bytes))
+            .filter(|cached| cached.is_fresh(now)))
+    }
+
+    fn fetch_token(
+        &self,
+        account: &Account,
+        key: &str,
+        force_refresh: bool,
+    ) -> Result<CachedToken> {
         let endpoint = token::endpoint(self.config.token_mode);
-        let request = token::fetch_request(&self.config, account, false);
+        let request = token::fetch_request(&self.config, account, force_refresh);
         let answer: Called<token::TokenAnswer> = self.call(endpoint, &request)?;
-        let fresh = answer.value.into_cached(self.env.now_unix());
+        let fresh = answer.value.into_cached(self.now_secs());
         self.env.set(Bucket::Tokens, key, &fresh.to_bytes())?;
         Ok(fresh)
     }
 
-    /// Marks `failed` unusable, unless another caller already replaced it: dropping a token
-    /// someone else just fetched would start a refresh storm.
-    fn invalidate(&self, account: &Account, failed: &CachedToken) -> Result<()> {
+    /// The token to retry with after `failed` was refused as stale.
+    ///
+    /// `failed` is marked dead only if it is still the cached token: dropping a token another
+    /// caller just fetched would start a refresh storm. If WeChat then hands back the very
+    /// token it refused (a stable token it still believes valid), one `force_refresh` is made,
+    /// within the account's budget of 20 a day, 30 s apart, shared through the store.
+    fn replace_token(&self, account: &Account, failed: &CachedToken) -> Result<CachedToken> {
         let key = token::cache_key(&account.appid, self.config.token_mode);
         let dead = CachedToken {
             access_token: failed.access_token.clone(),
@@ -708,7 +771,27 @@ impl<'e, E: Env> WeChat<'e, E> {
             Some(&failed.to_bytes()),
             &dead.to_bytes(),
         )?;
-        Ok(())
+        let fresh = self.token(account)?;
+        if fresh.access_token != failed.access_token || self.config.token_mode != TokenMode::Stable
+        {
+            return Ok(fresh);
+        }
+        let budget_key = token::force_budget_key(&account.appid);
+        let current = self.env.get(Bucket::Tokens, &budget_key)?;
+        let Some(spent) = token::ForceBudget::from_bytes(current.as_deref()).spend(self.now_secs())
+        else {
+            return Ok(fresh);
+        };
+        if !self.env.compare_and_swap(
+            Bucket::Tokens,
+            &budget_key,
+            current.as_deref(),
+            &spent.to_bytes(),
+        )? {
+            // Another caller spent it, and is forcing the refresh now.
+            return Ok(fresh);
+        }
+        self.fetch_token(account, &key, true)
     }
 }
 

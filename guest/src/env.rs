@@ -89,8 +89,8 @@ pub trait Env {
     /// A configuration value, `None` when unset.
     fn config(&self, key: &str) -> Result<Option<String>>;
 
-    /// Seconds since the Unix epoch.
-    fn now_unix(&self) -> u64;
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64;
     fn sleep_ms(&self, millis: u64);
     fn random_u64(&self) -> u64;
 }

@@ -131,8 +131,11 @@ impl Env for WasiEnv {
         })
     }
 
-    fn now_unix(&self) -> u64 {
-        wall_clock::now().seconds
+    fn now_ms(&self) -> u64 {
+        let now = wall_clock::now();
+        now.seconds
+            .saturating_mul(1000)
+            .saturating_add(u64::from(now.nanoseconds / 1_000_000))
     }
 
     fn sleep_ms(&self, millis: u64) {
@@ -214,8 +217,37 @@ fn send(request: &HttpRequest) -> std::result::Result<HttpResponse, Failure> {
         .set_path_with_query(Some(path))
         .map_err(|()| invalid("path"))?;
     let body = outgoing.body().map_err(|()| invalid("body"))?;
-    if let Some(bytes) = &request.body {
-        let stream = body.write().map_err(|()| invalid("body stream"))?;
+    let options = RequestOptions::new();
+    // Hosts may not support every timeout; the defaults then apply.
+    let _ = options.set_connect_timeout(Some(CONNECT_TIMEOUT_NS));
+    let _ = options.set_first_byte_timeout(Some(FIRST_BYTE_TIMEOUT_NS));
+    let _ = options.set_between_bytes_timeout(Some(BETWEEN_BYTES_TIMEOUT_NS));
+    // The request is handed over before its body is written: the host buffers little of an
+    // unsent body, so writing a large one first would wait for a reader that never starts.
+    let pending = outgoing_handler::handle(outgoing, Some(options)).map_err(failure)?;
+    let written = write_body(body, request.body.as_deref());
+    pending.subscribe().block();
+    let response = match pending.get() {
+        Some(Ok(Ok(response))) => response,
+        // A denied or failed request also closes its body stream: the response says why.
+        Some(Ok(Err(e))) => return Err(failure(e)),
+        Some(Err(())) | None => return Err("the response was already taken".into()),
+    };
+    written?;
+    let status = response.status();
+    let incoming = response
+        .consume()
+        .map_err(|()| "the response body was already taken".to_owned())?;
+    let body = read_body(&incoming).map_err(Failure::Other)?;
+    drop(IncomingBody::finish(incoming));
+    Ok(HttpResponse { status, body })
+}
+
+fn write_body(body: OutgoingBody, bytes: Option<&[u8]>) -> std::result::Result<(), Failure> {
+    if let Some(bytes) = bytes {
+        let stream = body
+            .write()
+            .map_err(|()| "the request body stream was already taken".to_owned())?;
         // blocking-write-and-flush takes at most 4096 bytes per call.
         for chunk in bytes.chunks(4096) {
             stream
@@ -225,26 +257,7 @@ fn send(request: &HttpRequest) -> std::result::Result<HttpResponse, Failure> {
     }
     OutgoingBody::finish(body, None)
         .map_err(|e| format!("finishing the body: {}", error_code(&e)))?;
-
-    let options = RequestOptions::new();
-    // Hosts may not support every timeout; the defaults then apply.
-    let _ = options.set_connect_timeout(Some(CONNECT_TIMEOUT_NS));
-    let _ = options.set_first_byte_timeout(Some(FIRST_BYTE_TIMEOUT_NS));
-    let _ = options.set_between_bytes_timeout(Some(BETWEEN_BYTES_TIMEOUT_NS));
-    let pending = outgoing_handler::handle(outgoing, Some(options)).map_err(failure)?;
-    pending.subscribe().block();
-    let response = match pending.get() {
-        Some(Ok(Ok(response))) => response,
-        Some(Ok(Err(e))) => return Err(failure(e)),
-        Some(Err(())) | None => return Err("the response was already taken".into()),
-    };
-    let status = response.status();
-    let incoming = response
-        .consume()
-        .map_err(|()| "the response body was already taken".to_owned())?;
-    let body = read_body(&incoming).map_err(Failure::Other)?;
-    drop(IncomingBody::finish(incoming));
-    Ok(HttpResponse { status, body })
+    Ok(())
 }
 
 fn read_body(incoming: &IncomingBody) -> std::result::Result<Vec<u8>, String> {

@@ -71,7 +71,10 @@ pub fn add_to_linker<T: Send + 'static>(
     Ok(())
 }
 
-#[allow(clippy::needless_pass_by_value, reason = "used as `map_err(guest_error)`")]
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "used as `map_err(guest_error)`"
+)]
 fn guest_error(error: StoreError) -> store::Error {
     // The component sees what failed, not how the backend is reached.
     store::Error::Other(error.to_string())

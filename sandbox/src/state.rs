@@ -209,6 +209,23 @@ impl SandboxState {
         }
     }
 
+    /// Makes every later login of the user return `session_key` (base64 of 16 bytes) instead of
+    /// a random one, so data encrypted with a known key (such as WeChat's published test
+    /// vector) can be decrypted through a real login.
+    pub fn pin_session_key(
+        &self,
+        mini_openid: &str,
+        session_key: impl Into<String>,
+    ) -> Result<(), SandboxError> {
+        let mut world = self.world();
+        let user = world
+            .users
+            .by_mini_openid(mini_openid)
+            .ok_or_else(|| SandboxError::UnknownMiniOpenid(mini_openid.to_owned()))?;
+        world.users.get_mut(user).pinned_session_key = Some(session_key.into());
+        Ok(())
+    }
+
     /// What `wx.login` gives the mini-program client: a single-use code valid for 5 minutes.
     pub fn issue_login_code(&self, mini_openid: &str) -> Result<String, SandboxError> {
         let mut world = self.world();
@@ -475,9 +492,14 @@ impl World {
         }
     }
 
-    /// A new session key (base64 of 16 random bytes) for the user's login.
+    /// The session key of a new login: the pinned one, or base64 of 16 random bytes.
     pub(crate) fn new_session_key(&mut self, user: UserId) -> String {
-        let key = BASE64.encode(rand::rng().random::<[u8; 16]>());
+        let key = self
+            .users
+            .get(user)
+            .pinned_session_key
+            .clone()
+            .unwrap_or_else(|| BASE64.encode(rand::rng().random::<[u8; 16]>()));
         self.users.get_mut(user).session_key = Some(key.clone());
         key
     }

@@ -65,6 +65,8 @@ pub(crate) struct UserRecord {
     pub(crate) language: &'static str,
     /// Session key of the latest login, base64 of 16 bytes.
     pub(crate) session_key: Option<String>,
+    /// The session key every login of this user gets, when a test pins one.
+    pub(crate) pinned_session_key: Option<String>,
 }
 
 /// Index of a user in the directory.
@@ -105,6 +107,7 @@ impl UserDirectory {
             subscribe_time,
             language: "zh_CN",
             session_key: None,
+            pinned_session_key: None,
         });
         ids
     }

@@ -10,3 +10,7 @@ mod egress;
 mod identity;
 // The component's JSON API over wasi:http/incoming-handler.
 mod http_api;
+// Access tokens: single-flight, refresh on 40001/42001, force-refresh budget, classic mode.
+mod tokens;
+// Sending: fallback, checks before sending, truncation, legacy requests, refusals, retries.
+mod channels;

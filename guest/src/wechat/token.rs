@@ -94,6 +94,109 @@ pub fn fetch_request(config: &Config, account: &Account, force_refresh: bool) ->
     }
 }
 
+/// How long a refresh lease holds before others may take over: longer than a token fetch can
+/// take (its timeouts), short enough that a crashed holder does not stall callers for long.
+pub const LEASE_MS: u64 = 20_000;
+
+/// A claim to refresh one account's token, held in the `tokens` bucket so that callers in every
+/// process sharing the store make one fetch between them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// A random id of the caller holding it.
+    pub holder: u64,
+    pub expires_at_ms: u64,
+}
+
+impl Lease {
+    pub fn new(holder: u64, now_ms: u64) -> Lease {
+        Lease {
+            holder,
+            expires_at_ms: now_ms.saturating_add(LEASE_MS),
+        }
+    }
+
+    /// A lease that nobody holds, written on release.
+    pub fn released() -> Lease {
+        Lease {
+            holder: 0,
+            expires_at_ms: 0,
+        }
+    }
+
+    pub fn is_live(&self, now_ms: u64) -> bool {
+        now_ms < self.expires_at_ms
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Whether the stored value `bytes` is a lease still held at `now_ms`; unreadable values
+    /// are treated as free, so a corrupt lease cannot block refreshes.
+    pub fn held_in(bytes: Option<&[u8]>, now_ms: u64) -> bool {
+        bytes
+            .and_then(|b| serde_json::from_slice::<Lease>(b).ok())
+            .is_some_and(|lease| lease.is_live(now_ms))
+    }
+}
+
+/// The `tokens` bucket key of an account's refresh lease.
+pub fn lease_key(appid: &str, mode: TokenMode) -> String {
+    format!("lease/{appid}/{}", mode.as_str())
+}
+
+/// `force_refresh` calls WeChat allows per account per day.
+pub const FORCE_PER_DAY: u32 = 20;
+/// Minimum spacing of `force_refresh` calls; closer ones refresh nothing.
+pub const FORCE_MIN_GAP_SECS: u64 = 30;
+
+/// `force_refresh` calls spent today, shared by every process through the `tokens` bucket.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForceBudget {
+    /// Day number in China Standard Time, when WeChat's daily counters reset.
+    pub day: u64,
+    pub used: u32,
+    /// Unix seconds of the last force refresh.
+    pub last_at: u64,
+}
+
+impl ForceBudget {
+    /// The budget after spending one force refresh at `now`, or `None` when none is left today
+    /// or the last one was under 30 seconds ago.
+    pub fn spend(&self, now: u64) -> Option<ForceBudget> {
+        let today = cst_day(now);
+        let used_today = if self.day == today { self.used } else { 0 };
+        if used_today >= FORCE_PER_DAY || now < self.last_at.saturating_add(FORCE_MIN_GAP_SECS) {
+            return None;
+        }
+        Some(ForceBudget {
+            day: today,
+            used: used_today + 1,
+            last_at: now,
+        })
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn from_bytes(bytes: Option<&[u8]>) -> ForceBudget {
+        bytes
+            .and_then(|b| serde_json::from_slice(b).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// The `tokens` bucket key of an account's force-refresh budget.
+pub fn force_budget_key(appid: &str) -> String {
+    format!("force_budget/{appid}")
+}
+
+/// The day number of `unix_secs` in China Standard Time (UTC+8).
+pub fn cst_day(unix_secs: u64) -> u64 {
+    unix_secs.saturating_add(8 * 3600) / 86_400
+}
+
 /// The endpoint path of `mode`, for error messages.
 pub fn endpoint(mode: TokenMode) -> &'static str {
     match mode {
@@ -170,6 +273,43 @@ mod tests {
         assert_eq!(
             req.url,
             "http://127.0.0.1:9/cgi-bin/token?grant_type=client_credential&appid=wx1&secret=s%261"
+        );
+    }
+
+    #[test]
+    fn leases_expire_and_garbage_is_free() {
+        let lease = Lease::new(7, 1_000);
+        assert!(lease.is_live(1_000 + LEASE_MS - 1));
+        assert!(!lease.is_live(1_000 + LEASE_MS));
+        assert!(Lease::held_in(Some(&lease.to_bytes()), 1_000));
+        assert!(!Lease::held_in(Some(&Lease::released().to_bytes()), 1_000));
+        assert!(!Lease::held_in(Some(b"not json"), 1_000));
+        assert!(!Lease::held_in(None, 1_000));
+    }
+
+    #[test]
+    fn force_budget_allows_twenty_a_day_thirty_seconds_apart() {
+        // 2026-11-21 00:00:00 CST = 2026-11-20 16:00:00 UTC.
+        let midnight_cst = 1_795_190_400;
+        assert_eq!(cst_day(midnight_cst), cst_day(midnight_cst - 1) + 1);
+        let mut budget = ForceBudget::default();
+        let mut now = midnight_cst;
+        for _ in 0..FORCE_PER_DAY {
+            budget = budget.spend(now).expect("within budget");
+            assert_eq!(budget.spend(now + FORCE_MIN_GAP_SECS - 1), None, "too soon");
+            now += FORCE_MIN_GAP_SECS;
+        }
+        assert_eq!(budget.used, FORCE_PER_DAY);
+        assert_eq!(budget.spend(now), None, "the day's budget is spent");
+        let tomorrow = midnight_cst + 86_400;
+        assert_eq!(
+            budget.spend(tomorrow).map(|b| b.used),
+            Some(1),
+            "it resets at 00:00 CST"
+        );
+        assert_eq!(
+            ForceBudget::from_bytes(Some(b"junk")),
+            ForceBudget::default()
         );
     }
 
