@@ -7,3 +7,15 @@ rustup target add wasm32-wasip2 >/dev/null
 
 # rustfmt and clippy for the CI gates.
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+# The Redis backend's tests (store/) start their own redis-server and fail without one.
+if ! command -v redis-server >/dev/null 2>&1; then
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        sudo="sudo"
+    fi
+    # `env`: sudo would drop an exported DEBIAN_FRONTEND.
+    $sudo apt-get update -qq >/dev/null
+    $sudo env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+fi

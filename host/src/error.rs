@@ -92,6 +92,14 @@ pub enum Error {
         /// The deadline.
         deadline_ms: u64,
     },
+    /// The component needed more memory than the tenant's limit.
+    #[error("tenant `{tenant}`: component exceeded its memory limit of {} MiB", limit_bytes >> 20)]
+    MemoryLimit {
+        /// The tenant.
+        tenant: String,
+        /// The limit.
+        limit_bytes: usize,
+    },
     /// The storage backend could not be opened.
     #[error("storage: {0}")]
     Storage(#[from] wxnotify_store::StoreError),

@@ -63,10 +63,12 @@
 
 mod accounts;
 mod bindings;
+pub mod engine;
 pub mod error;
 mod incoming_handler;
 mod notifier;
 mod runtime;
+pub mod storage;
 pub mod tenant;
 pub mod wasi_config;
 pub mod wasi_http;
@@ -76,5 +78,6 @@ pub use bindings::{
     ApiError, Channel, ChannelFailure, ChannelMessage, Delivery, MiniprogramPage, MiniprogramState,
     Notification, Recipient, SubscribeMessage, SyncProgress, TemplateMessage, UniformMessage, User,
 };
+pub use engine::{CompiledFrom, Engine, EngineOptions};
 pub use error::{ConfigError, Error, NotifyError};
-pub use runtime::{BUILTIN_COMPONENT, Engine, HostState, Limits, Runtime, Tenant};
+pub use runtime::{BUILTIN_COMPONENT, HostState, Limits, Runtime, Tenant};

@@ -1,73 +1,40 @@
-//! The engine, the tenants, and one fresh store per call.
+//! Tenants and their calls: one fresh store per call, within the tenant's limits.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::path::Path;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{ResourceLimiter, Store};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use wxnotify_store::SharedBackend;
 
 use crate::bindings::{Notify, NotifyPre};
+use crate::engine::{CompiledFrom, Engine};
 use crate::error::{ConfigError, Error, NotifyError};
 use crate::tenant::ResolvedTenant;
 use crate::wasi_config::{self, ConfigValues};
-use crate::wasi_http::EgressHooks;
+use crate::wasi_http::{AllowList, EgressHooks, HttpClient, HttpLimits};
 use crate::wasi_keyvalue::{self, KeyValueCtx};
 
 /// The component built from `guest/`, run by tenants that name no other.
 pub const BUILTIN_COMPONENT: &[u8] = include_bytes!(env!("WXNOTIFY_GUEST_WASM"));
 
-/// A wasmtime engine with a cache of compiled components, keyed by content hash.
-///
-/// Cloning is cheap; share one engine between runtimes so each component is compiled once.
-#[derive(Clone)]
-pub struct Engine {
-    engine: wasmtime::Engine,
-    compiled: Arc<Mutex<HashMap<[u8; 32], Component>>>,
-}
+/// What a component may write to stderr per call; the rest is dropped.
+const STDERR_CAPACITY: usize = 16 * 1024;
 
-impl Engine {
-    /// An engine for components.
-    pub fn new() -> Result<Engine, Error> {
-        let mut config = wasmtime::Config::new();
-        config.wasm_component_model(true);
-        let engine = wasmtime::Engine::new(&config).map_err(|e| Error::Engine(format!("{e:#}")))?;
-        Ok(Engine {
-            engine,
-            compiled: Arc::default(),
-        })
-    }
-
-    /// Compiles `bytes`, or returns the component compiled before from the same bytes.
-    pub fn component(&self, bytes: &[u8]) -> Result<Component, String> {
-        let hash: [u8; 32] = Sha256::digest(bytes).into();
-        if let Some(component) = self.lock().get(&hash) {
-            return Ok(component.clone());
-        }
-        let component = Component::new(&self.engine, bytes).map_err(|e| format!("{e:#}"))?;
-        self.lock().insert(hash, component.clone());
-        Ok(component)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Component>> {
-        // A panic while holding the lock cannot leave the map half-written.
-        self.compiled
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-/// Resource limits of one call.
-#[derive(Debug, Clone, Copy)]
+/// Resource limits of a tenant's calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Linear memory a component instance may grow to.
+    /// Linear memory one call's component instance may grow to.
     pub memory_bytes: usize,
-    /// Wall-clock time a call may take, HTTP included.
+    /// Wall-clock time one call may take, HTTP and waiting for a slot included.
     pub deadline: Duration,
+    /// Calls of this tenant that may run at once; more wait for a slot.
+    pub concurrency: usize,
 }
 
 impl Default for Limits {
@@ -75,6 +42,7 @@ impl Default for Limits {
         Limits {
             memory_bytes: 64 << 20,
             deadline: Duration::from_secs(60),
+            concurrency: 256,
         }
     }
 }
@@ -87,7 +55,8 @@ pub struct HostState {
     hooks: EgressHooks,
     keyvalue: KeyValueCtx,
     config: ConfigValues,
-    limits: StoreLimits,
+    limiter: MemoryLimiter,
+    stderr: MemoryOutputPipe,
 }
 
 impl WasiView for HostState {
@@ -109,19 +78,55 @@ impl WasiHttpView for HostState {
     }
 }
 
-/// Runs tenants' components with their configuration, storage and egress policy.
+/// Caps linear memory and remembers refusing, so a trap can be reported as what it was.
+struct MemoryLimiter {
+    limit: usize,
+    refused: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = desired <= self.limit;
+        self.refused |= !allowed;
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// A loaded component, ready to instantiate.
+struct Plugin {
+    pre: NotifyPre<HostState>,
+    /// Its file, or `built-in`.
+    source: String,
+}
+
+/// Runs tenants' components with their configuration, storage, limits and egress policy.
 pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
     backend: SharedBackend,
-    limits: Limits,
+    http: HttpClient,
     tenants: RwLock<HashMap<String, Arc<Tenant>>>,
 }
 
 impl Runtime {
-    /// A runtime storing every tenant's keys in `backend`, scoped by tenant.
+    /// A runtime whose tenants store their keys in `backend` (scoped by tenant) unless they
+    /// are added with their own.
     pub fn new(engine: &Engine, backend: SharedBackend) -> Result<Runtime, Error> {
-        let mut linker = Linker::new(&engine.engine);
+        let mut linker = Linker::new(engine.wasmtime());
         let link = |e: wasmtime::Error| Error::Engine(format!("linking WASI: {e:#}"));
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link)?;
@@ -133,80 +138,139 @@ impl Runtime {
             wasi_config::Config::new(&s.config)
         })
         .map_err(link)?;
+        let http = HttpClient::new(HttpLimits::default())
+            .map_err(|e| Error::Engine(format!("TLS configuration: {e}")))?;
         Ok(Runtime {
             engine: engine.clone(),
             linker,
             backend,
-            limits: Limits::default(),
+            http,
             tenants: RwLock::default(),
         })
     }
 
-    /// Sets the limits of tenants added from now on.
-    pub fn with_limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
-        self
+    /// Registers `tenant` on the runtime's storage, replacing a tenant with the same id.
+    pub fn add_tenant(&self, tenant: ResolvedTenant) -> Result<Arc<Tenant>, Error> {
+        self.add_tenant_on(tenant, self.backend.clone())
     }
 
-    /// Registers `tenant` (or replaces the tenant with the same id): its component is compiled
-    /// (or taken from the engine's cache) and linked now, so a bad component fails here.
-    pub fn add_tenant(&self, tenant: ResolvedTenant) -> Result<Arc<Tenant>, Error> {
-        let (bytes, path) = match &tenant.component {
-            Some(path) => {
-                let bytes = std::fs::read(path).map_err(|e| ConfigError::Component {
-                    tenant: tenant.id.clone(),
-                    path: path.display().to_string(),
-                    message: format!("cannot read: {e}"),
-                })?;
-                (std::borrow::Cow::Owned(bytes), path.display().to_string())
+    /// Registers `tenant` with its own storage `backend`. Its component is loaded (from the
+    /// engine's caches when possible) and linked now, so a bad component fails here, naming
+    /// the tenant and the file.
+    pub fn add_tenant_on(
+        &self,
+        tenant: ResolvedTenant,
+        backend: SharedBackend,
+    ) -> Result<Arc<Tenant>, Error> {
+        if tenant.limits.memory_bytes > self.engine.max_memory_bytes() {
+            return Err(ConfigError::Invalid {
+                tenant: tenant.id.clone(),
+                field: "limits.memory_mb".into(),
+                message: format!(
+                    "at most {} MiB on this engine",
+                    self.engine.max_memory_bytes() >> 20
+                ),
             }
-            None => (
-                std::borrow::Cow::Borrowed(BUILTIN_COMPONENT),
-                "built-in".to_owned(),
-            ),
-        };
-        let invalid = |message: String| ConfigError::Component {
-            tenant: tenant.id.clone(),
-            path: path.clone(),
-            message,
-        };
+            .into());
+        }
+        let plugin = self.load_plugin(&tenant.id, tenant.plugin.as_deref())?.0;
+        let id: Arc<str> = tenant.id.as_str().into();
+        let tenant = Arc::new(Tenant {
+            keyvalue: KeyValueCtx {
+                tenant: tenant.id.clone(),
+                backend,
+            },
+            config: Arc::new(tenant.config),
+            allowed_hosts: Arc::new(tenant.allowed_hosts),
+            limits: tenant.limits,
+            permits: Arc::new(tokio::sync::Semaphore::new(
+                tenant.limits.concurrency.max(1),
+            )),
+            http: self.http.clone(),
+            plugin: RwLock::new(Arc::new(plugin)),
+            id,
+        });
+        self.tenants
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(tenant.id.to_string(), tenant.clone());
+        Ok(tenant)
+    }
+
+    /// Replaces tenant `id`'s component with the one at `path` (`None`: the built-in one).
+    /// Calls already running finish on the old component, calls starting afterwards use the
+    /// new one, and no other tenant is touched. On error nothing changes.
+    pub fn swap_plugin(&self, id: &str, path: Option<&Path>) -> Result<CompiledFrom, Error> {
+        let tenant = self.tenant(id)?;
+        let (plugin, from) = self.load_plugin(id, path)?;
+        *tenant
+            .plugin
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(plugin);
+        tracing::info!(tenant = id, component = %tenant.plugin_source(), "component swapped");
+        Ok(from)
+    }
+
+    /// Whether `bytes` is a component this runtime can run as a tenant's plugin; the error
+    /// says what is wrong with it.
+    pub fn check_component(&self, bytes: &[u8]) -> Result<(), String> {
         let component = self
             .engine
-            .component(&bytes)
-            .map_err(|e| invalid(format!("not a valid component: {e}")))?;
+            .component(bytes)
+            .map_err(|e| format!("not a valid component: {e}"))?;
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| invalid(format!("cannot be linked: {e:#}")))?;
+            .map_err(|e| format!("imports something this host does not provide: {e:#}"))?;
+        NotifyPre::new(instance_pre)
+            .map_err(|e| format!("does not export the wechat:notify/notify world: {e:#}"))?;
+        Ok(())
+    }
+
+    fn load_plugin(
+        &self,
+        tenant: &str,
+        path: Option<&Path>,
+    ) -> Result<(Plugin, CompiledFrom), Error> {
+        let source = path.map_or_else(|| "built-in".to_owned(), |p| p.display().to_string());
+        let invalid = |message: String| ConfigError::Component {
+            tenant: tenant.to_owned(),
+            path: source.clone(),
+            message,
+        };
+        let bytes = match path {
+            Some(path) => std::borrow::Cow::Owned(
+                std::fs::read(path).map_err(|e| invalid(format!("cannot read: {e}")))?,
+            ),
+            None => std::borrow::Cow::Borrowed(BUILTIN_COMPONENT),
+        };
+        let (component, from) = self
+            .engine
+            .load(&bytes)
+            .map_err(|e| invalid(format!("not a valid component: {e}")))?;
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
+            invalid(format!(
+                "imports something this host does not provide: {e:#}"
+            ))
+        })?;
         let pre = NotifyPre::new(instance_pre).map_err(|e| {
             invalid(format!(
                 "does not export the wechat:notify/notify world: {e:#}"
             ))
         })?;
-        let id: Arc<str> = tenant.id.as_str().into();
-        let tenant = Arc::new(Tenant {
-            keyvalue: KeyValueCtx {
-                tenant: tenant.id.clone(),
-                backend: self.backend.clone(),
-            },
-            config: Arc::new(tenant.config),
-            allowed_hosts: Arc::new(tenant.allowed_hosts),
-            limits: self.limits,
-            pre,
-            id,
-        });
-        self.tenants
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(tenant.id.to_string(), tenant.clone());
-        Ok(tenant)
+        Ok((Plugin { pre, source }, from))
+    }
+
+    /// The storage of tenants added without their own.
+    pub fn default_backend(&self) -> SharedBackend {
+        self.backend.clone()
     }
 
     /// The tenant registered as `id`.
     pub fn tenant(&self, id: &str) -> Result<Arc<Tenant>, Error> {
         self.tenants
             .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
             .get(id)
             .cloned()
             .ok_or_else(|| Error::UnknownTenant(id.to_owned()))
@@ -217,7 +281,7 @@ impl Runtime {
         let mut ids: Vec<String> = self
             .tenants
             .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
             .keys()
             .cloned()
             .collect();
@@ -226,16 +290,18 @@ impl Runtime {
     }
 }
 
-/// One tenant: its component, configuration, storage scope and egress policy.
+/// One tenant: its component, configuration, storage scope, limits and egress policy.
 ///
-/// Each call runs in a fresh store, so calls share nothing but storage.
+/// Each call runs in a fresh store on the component current when the call starts.
 pub struct Tenant {
     id: Arc<str>,
-    pre: NotifyPre<HostState>,
+    plugin: RwLock<Arc<Plugin>>,
     config: ConfigValues,
-    allowed_hosts: Arc<crate::wasi_http::AllowList>,
+    allowed_hosts: Arc<AllowList>,
     keyvalue: KeyValueCtx,
     limits: Limits,
+    permits: Arc<tokio::sync::Semaphore>,
+    http: HttpClient,
 }
 
 impl Tenant {
@@ -244,27 +310,50 @@ impl Tenant {
         &self.id
     }
 
-    fn new_store(&self) -> Store<HostState> {
+    /// The tenant's limits.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// The file of the component now in use, or `built-in`.
+    pub fn plugin_source(&self) -> String {
+        self.plugin
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .source
+            .clone()
+    }
+
+    fn new_store(&self, pre: &NotifyPre<HostState>, deadline: Instant) -> Store<HostState> {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         let state = HostState {
             table: ResourceTable::new(),
             // No environment, arguments or files: the component reaches the world only
-            // through the interfaces of its world. Its stderr (panic messages) is kept.
-            wasi: WasiCtx::builder().inherit_stderr().build(),
+            // through the interfaces of its world. Its stderr (panic messages) is logged.
+            wasi: WasiCtx::builder().stderr(stderr.clone()).build(),
+            stderr,
             http: WasiHttpCtx::new(),
-            hooks: EgressHooks::new(self.id.clone(), self.allowed_hosts.clone()),
+            hooks: EgressHooks::new(
+                self.id.clone(),
+                self.allowed_hosts.clone(),
+                self.http.clone(),
+            ),
             keyvalue: self.keyvalue.clone(),
             config: self.config.clone(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(self.limits.memory_bytes)
-                .instances(4)
-                .build(),
+            limiter: MemoryLimiter {
+                limit: self.limits.memory_bytes,
+                refused: false,
+            },
         };
-        let mut store = Store::new(self.pre.engine(), state);
-        store.limiter(|state| &mut state.limits);
+        let mut store = Store::new(pre.engine(), state);
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(1);
+        let mut tick = crate::engine::yield_until(deadline);
+        store.epoch_deadline_callback(move |_| tick());
         store
     }
 
-    /// Runs `call` on a fresh instance within the tenant's deadline.
+    /// Runs `call` on a fresh instance within the tenant's limits.
     pub(crate) async fn run<T>(
         &self,
         call: impl AsyncFnOnce(
@@ -272,35 +361,59 @@ impl Tenant {
             &Notify,
         ) -> wasmtime::Result<Result<T, NotifyError>>,
     ) -> Result<T, Error> {
+        let deadline = Instant::now() + self.limits.deadline;
         let work = async {
-            let mut store = self.new_store();
-            let notify = self
-                .pre
-                .instantiate_async(&mut store)
+            let _permit = self
+                .permits
+                .acquire()
                 .await
-                .map_err(|e| self.failed(&e))?;
-            match call(&mut store, &notify).await {
+                .map_err(|_| self.failed("the tenant was shut down".into()))?;
+            let plugin = self
+                .plugin
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            let mut store = self.new_store(&plugin.pre, deadline);
+            let outcome = match plugin.pre.instantiate_async(&mut store).await {
+                Ok(notify) => call(&mut store, &notify).await,
+                Err(error) => Err(error),
+            };
+            let written = store.data().stderr.contents();
+            if !written.is_empty() {
+                tracing::warn!(tenant = %self.id, "component stderr: {}", String::from_utf8_lossy(&written).trim_end());
+            }
+            match outcome {
                 Ok(Ok(value)) => Ok(value),
                 Ok(Err(error)) => Err(Error::Notify {
                     tenant: self.id.to_string(),
                     error,
                 }),
-                Err(trap) => Err(self.failed(&trap)),
+                Err(_) if store.data().limiter.refused => Err(Error::MemoryLimit {
+                    tenant: self.id.to_string(),
+                    limit_bytes: self.limits.memory_bytes,
+                }),
+                Err(_) if Instant::now() >= deadline => Err(self.deadline_exceeded()),
+                Err(trap) => Err(self.failed(format!("{trap:#}"))),
             }
         };
-        match tokio::time::timeout(self.limits.deadline, work).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::Deadline {
-                tenant: self.id.to_string(),
-                deadline_ms: u64::try_from(self.limits.deadline.as_millis()).unwrap_or(u64::MAX),
-            }),
+        // The epoch callback stops a component that computes past its deadline; this stops one
+        // that waits (on HTTP, storage or a slot) past it.
+        tokio::time::timeout(self.limits.deadline, work)
+            .await
+            .unwrap_or_else(|_| Err(self.deadline_exceeded()))
+    }
+
+    fn deadline_exceeded(&self) -> Error {
+        Error::Deadline {
+            tenant: self.id.to_string(),
+            deadline_ms: u64::try_from(self.limits.deadline.as_millis()).unwrap_or(u64::MAX),
         }
     }
 
-    fn failed(&self, error: &wasmtime::Error) -> Error {
+    fn failed(&self, message: String) -> Error {
         Error::Component {
             tenant: self.id.to_string(),
-            message: format!("{error:#}"),
+            message,
         }
     }
 }

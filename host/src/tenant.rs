@@ -2,14 +2,20 @@
 //!
 //! ```toml
 //! [storage]
-//! backend = "sqlite"            # or "memory"; default "sqlite"
+//! backend = "sqlite"            # or "memory", or "redis" with `url = "redis://host:6379"`
 //! path = "wxnotify.sqlite3"     # relative to this file; default "wxnotify.sqlite3"
 //!
 //! [tenants.shop]
 //! api_base = "https://api.weixin.qq.com"   # default
 //! allowed_hosts = ["api.weixin.qq.com"]    # default: the host of api_base
 //! token_mode = "stable"                    # or "classic"
-//! component = "plugins/shop.wasm"          # default: the built-in component
+//! plugin = "plugins/shop.wasm"             # default: the built-in component
+//! storage = { backend = "sqlite", path = "shop.sqlite3" }   # default: [storage]
+//!
+//! [tenants.shop.limits]
+//! memory_mb = 64                           # per call
+//! deadline_ms = 60000                      # per call, HTTP included
+//! concurrency = 256                        # calls at once
 //!
 //! [tenants.shop.mini_program]
 //! appid = "wx5ad0b5d1ba5d0001"
@@ -28,6 +34,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::ConfigError;
+use crate::runtime::Limits;
 use crate::wasi_http::AllowList;
 
 /// A parsed tenants file.
@@ -46,7 +53,7 @@ pub struct TenantsFile {
 }
 
 /// Which key-value backend to use.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "lowercase", tag = "backend")]
 pub enum StorageSpec {
     /// One SQLite file (WAL), shared safely by several processes. The embedded default.
@@ -57,6 +64,35 @@ pub enum StorageSpec {
     },
     /// In-process memory: lost on exit. For tests and experiments.
     Memory,
+    /// A Redis server, shared by every host that points at it: one token fetch per account
+    /// across all of them, one identity mapping.
+    Redis {
+        /// `redis://[:password@]host:port[/db]`; the password never appears in errors or logs.
+        url: String,
+        /// Prepended to every Redis key, so deployments can share a server.
+        #[serde(default)]
+        prefix: Option<String>,
+    },
+}
+
+// A Redis URL may carry a password: Debug shows everything else.
+impl std::fmt::Debug for StorageSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StorageSpec::Sqlite { path } => f.debug_struct("Sqlite").field("path", path).finish(),
+            StorageSpec::Memory => f.write_str("Memory"),
+            StorageSpec::Redis { url, prefix } => {
+                let shown = match (url.split_once("://"), url.rfind('@')) {
+                    (Some((scheme, _)), Some(at)) => format!("{scheme}://***{}", &url[at..]),
+                    _ => url.clone(),
+                };
+                f.debug_struct("Redis")
+                    .field("url", &shown)
+                    .field("prefix", prefix)
+                    .finish()
+            }
+        }
+    }
 }
 
 fn default_sqlite_path() -> PathBuf {
@@ -94,11 +130,28 @@ pub struct TenantSpec {
     #[serde(default)]
     pub token_mode: TokenMode,
     /// A component file to run instead of the built-in one.
-    pub component: Option<PathBuf>,
+    pub plugin: Option<PathBuf>,
+    /// Where this tenant's keys live, when not in the file's `[storage]`.
+    pub storage: Option<StorageSpec>,
+    /// Resource limits of each call.
+    #[serde(default)]
+    pub limits: LimitsSpec,
     /// The mini-program account.
     pub mini_program: Option<AccountSpec>,
     /// The official account.
     pub official_account: Option<AccountSpec>,
+}
+
+/// Per-call limits as written in the file; unset fields take [`Limits::default`].
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    /// Memory of one call's component instance, in MiB.
+    pub memory_mb: Option<u64>,
+    /// Wall-clock time of one call, in milliseconds.
+    pub deadline_ms: Option<u64>,
+    /// Calls that may run at once.
+    pub concurrency: Option<usize>,
 }
 
 /// AppID and AppSecret of one WeChat account.
@@ -132,7 +185,11 @@ pub struct ResolvedTenant {
     /// Where the component may send requests.
     pub allowed_hosts: AllowList,
     /// The component file, `None` for the built-in one.
-    pub component: Option<PathBuf>,
+    pub plugin: Option<PathBuf>,
+    /// The tenant's own storage, `None` for the runtime's.
+    pub storage: Option<StorageSpec>,
+    /// Per-call limits.
+    pub limits: Limits,
 }
 
 impl std::fmt::Debug for ResolvedTenant {
@@ -141,7 +198,9 @@ impl std::fmt::Debug for ResolvedTenant {
             .field("id", &self.id)
             .field("config_keys", &self.config.keys().collect::<Vec<_>>())
             .field("allowed_hosts", &self.allowed_hosts)
-            .field("component", &self.component)
+            .field("plugin", &self.plugin)
+            .field("storage", &self.storage)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -189,6 +248,16 @@ impl TenantsFile {
         }
     }
 
+    /// `storage` with its file path resolved against the file's directory.
+    pub fn resolve_storage(&self, storage: StorageSpec) -> StorageSpec {
+        match storage {
+            StorageSpec::Sqlite { path } => StorageSpec::Sqlite {
+                path: self.resolve_path(&path),
+            },
+            other => other,
+        }
+    }
+
     /// Every tenant, resolved with `env` as the environment.
     pub fn resolve_all(
         &self,
@@ -198,10 +267,46 @@ impl TenantsFile {
             .iter()
             .map(|(id, spec)| {
                 let mut resolved = spec.resolve(id, &env)?;
-                resolved.component = resolved.component.map(|p| self.resolve_path(&p));
+                resolved.plugin = resolved.plugin.map(|p| self.resolve_path(&p));
+                resolved.storage = resolved
+                    .storage
+                    .map(|storage| self.resolve_storage(storage));
                 Ok(resolved)
             })
             .collect()
+    }
+}
+
+impl LimitsSpec {
+    fn resolve(&self) -> Result<Limits, (&'static str, String)> {
+        let defaults = Limits::default();
+        let memory_mb = self
+            .memory_mb
+            .unwrap_or((defaults.memory_bytes >> 20) as u64);
+        if !(8..=4096).contains(&memory_mb) {
+            return Err((
+                "memory_mb",
+                format!("must be between 8 and 4096, got {memory_mb}"),
+            ));
+        }
+        let deadline_ms = self
+            .deadline_ms
+            .unwrap_or(u64::try_from(defaults.deadline.as_millis()).unwrap_or(u64::MAX));
+        if deadline_ms < 100 {
+            return Err((
+                "deadline_ms",
+                format!("must be at least 100, got {deadline_ms}"),
+            ));
+        }
+        let concurrency = self.concurrency.unwrap_or(defaults.concurrency);
+        if concurrency == 0 {
+            return Err(("concurrency", "must be at least 1".into()));
+        }
+        Ok(Limits {
+            memory_bytes: usize::try_from(memory_mb << 20).unwrap_or(usize::MAX),
+            deadline: std::time::Duration::from_millis(deadline_ms),
+            concurrency,
+        })
     }
 }
 
@@ -285,11 +390,17 @@ impl TenantSpec {
             config.insert(format!("{prefix}_appid"), account.appid.trim().to_owned());
             config.insert(format!("{prefix}_secret"), secret);
         }
+        let limits = self
+            .limits
+            .resolve()
+            .map_err(|(field, message)| invalid(&format!("limits.{field}"), message))?;
         Ok(ResolvedTenant {
             id: id.to_owned(),
             config,
             allowed_hosts,
-            component: self.component.clone(),
+            plugin: self.plugin.clone(),
+            storage: self.storage.clone(),
+            limits,
         })
     }
 }
@@ -365,6 +476,57 @@ secret_env = "SHOP_OA_SECRET"
                 .contains("at least one account")
         );
         assert!(TenantsFile::parse("[tenants.\"a/b\"]\n", "t.toml").is_err());
+        let file = TenantsFile::parse(
+            "[tenants.a.limits]\nmemory_mb = 1\n[tenants.a.mini_program]\nappid = \"wx\"\nsecret = \"s\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            file.resolve_all(|_| None).unwrap_err().to_string(),
+            "tenant `a`: limits.memory_mb: must be between 8 and 4096, got 1"
+        );
+    }
+
+    #[test]
+    fn a_redis_password_never_shows() {
+        let file = TenantsFile::parse(
+            "[storage]\nbackend = \"redis\"\nurl = \"redis://:hunter2@10.0.0.5:6379/0\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let shown = format!("{:?}", file.storage);
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("***@10.0.0.5:6379/0"), "{shown}");
+    }
+
+    #[test]
+    fn limits_and_storage_per_tenant() {
+        let file = TenantsFile::parse(
+            "[tenants.a]\nstorage = { backend = \"sqlite\", path = \"a.sqlite3\" }\n\
+             [tenants.a.limits]\nmemory_mb = 32\ndeadline_ms = 500\nconcurrency = 2\n\
+             [tenants.a.mini_program]\nappid = \"wx\"\nsecret = \"s\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let a = &file.resolve_all(|_| None).unwrap()[0];
+        assert_eq!(
+            a.limits,
+            Limits {
+                memory_bytes: 32 << 20,
+                deadline: std::time::Duration::from_millis(500),
+                concurrency: 2
+            }
+        );
+        assert_eq!(
+            a.storage,
+            Some(StorageSpec::Sqlite {
+                path: "a.sqlite3".into()
+            })
+        );
+        let err = TenantsFile::parse("[tenants.a.limits]\nmemroy_mb = 1\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("memroy_mb"), "{err}");
     }
 
     #[test]

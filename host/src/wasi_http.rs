@@ -3,14 +3,21 @@
 //!
 //! Deny by default: a request leaves only if its `host:port` is in the tenant's allow-list
 //! (by default, the host of its `api_base`). A denied request fails with
-//! `HttpRequestDenied` before any connection is made. Logged URLs never show
-//! `access_token`, `secret` or `js_code` values.
+//! `HttpRequestDenied` before any connection is made. Allowed requests go through one
+//! [`HttpClient`] shared by every tenant: pooled keep-alive connections, TLS verified against
+//! the webpki roots, connect and response timeouts, and size limits both ways. Logged URLs
+//! never show `access_token`, `secret` or `js_code` values.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
-use http_body_util::BodyExt;
-use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
+use http_body_util::{BodyExt, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 /// The `host:port` pairs a tenant may reach.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -46,16 +53,114 @@ impl AllowList {
     }
 }
 
+/// Limits of outgoing HTTP.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// Time to establish a connection (TCP and TLS).
+    pub connect_timeout: Duration,
+    /// Time from sending a request to its response headers; a component may ask for less.
+    pub response_timeout: Duration,
+    /// Largest request body a component may send.
+    pub max_request_bytes: u64,
+    /// Largest response body handed to a component.
+    pub max_response_bytes: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(30),
+            max_request_bytes: 1 << 20,
+            max_response_bytes: 4 << 20,
+        }
+    }
+}
+
+/// The HTTP client every tenant's requests share: one connection pool, one TLS configuration.
+#[derive(Clone)]
+pub struct HttpClient {
+    client: Client<HttpsConnector<HttpConnector>, WasiBody>,
+    limits: HttpLimits,
+}
+
+impl HttpClient {
+    /// A client verifying servers against the webpki roots (the Mozilla CA set).
+    pub fn new(limits: HttpLimits) -> Result<HttpClient, rustls::Error> {
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(limits.connect_timeout));
+        http.set_nodelay(true);
+        // Plain http is allowed for the sandbox on loopback; the allow-list decides who is reachable.
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(https);
+        Ok(HttpClient { client, limits })
+    }
+
+    async fn send(
+        self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+    ) -> Result<http::Response<WasiBody>, HttpError> {
+        let wait = options
+            .and_then(|o| o.first_byte_timeout)
+            .map_or(self.limits.response_timeout, |asked| {
+                asked.min(self.limits.response_timeout)
+            });
+        let response = match tokio::time::timeout(wait, self.client.request(request)).await {
+            Err(_) => return Err(HttpError::ConnectionReadTimeout),
+            Ok(Err(error)) if error.is_connect() => {
+                tracing::debug!("connect failed: {error:#}");
+                return Err(HttpError::ConnectionRefused);
+            }
+            Ok(Err(error)) => {
+                tracing::debug!("request failed: {error:#}");
+                return Err(HttpError::ConnectionTerminated);
+            }
+            Ok(Ok(response)) => response,
+        };
+        let limit = self.limits.max_response_bytes;
+        Ok(response.map(|body| {
+            Limited::new(body, limit)
+                .map_err(move |error| match error.downcast::<hyper::Error>() {
+                    Ok(hyper) => HttpError::from(*hyper),
+                    Err(_) => HttpError::HttpResponseBodySize(u64::try_from(limit).ok()),
+                })
+                .boxed_unsync()
+        }))
+    }
+}
+
 /// A tenant's egress policy, consulted for every outgoing request.
 pub struct EgressHooks {
     tenant: Arc<str>,
     allowed: Arc<AllowList>,
+    client: HttpClient,
 }
 
 impl EgressHooks {
-    /// Hooks for `tenant` allowing `allowed`.
-    pub fn new(tenant: Arc<str>, allowed: Arc<AllowList>) -> Self {
-        EgressHooks { tenant, allowed }
+    /// Hooks for `tenant` allowing `allowed`, sending through `client`.
+    pub fn new(tenant: Arc<str>, allowed: Arc<AllowList>, client: HttpClient) -> Self {
+        EgressHooks {
+            tenant,
+            allowed,
+            client,
+        }
     }
 }
 
@@ -80,7 +185,7 @@ pub fn redact(uri: &http::Uri) -> String {
     )
 }
 
-type IoFuture = Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
+type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
 
 impl WasiHttpHooks for EgressHooks {
     fn send_request(
@@ -88,10 +193,8 @@ impl WasiHttpHooks for EgressHooks {
         request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         fut: IoFuture,
-    ) -> Box<
-        dyn Future<Output = wasmtime_wasi_http::Result<(http::Response<WasiBody>, IoFuture)>>
-            + Send,
-    > {
+    ) -> Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), HttpError>> + Send>
+    {
         drop(fut);
         let uri = request.uri().clone();
         let host = uri.host().unwrap_or_default().to_owned();
@@ -104,15 +207,19 @@ impl WasiHttpHooks for EgressHooks {
             });
         if !self.allowed.allows(&host, port) {
             tracing::warn!(tenant = %self.tenant, url = %redact(&uri), "egress denied: not in the tenant's allowed hosts");
-            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+        }
+        let max = self.client.limits.max_request_bytes;
+        if http_body::Body::size_hint(request.body()).lower() > max {
+            tracing::warn!(tenant = %self.tenant, url = %redact(&uri), "egress denied: request body over {max} bytes");
+            return Box::new(async move { Err(HttpError::HttpRequestBodySize(Some(max))) });
         }
         tracing::debug!(tenant = %self.tenant, method = %request.method(), url = %redact(&uri), "egress");
+        let client = self.client.clone();
         Box::new(async move {
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as IoFuture,
-            ))
+            let response = client.send(request, options).await?;
+            // The pooled client drives its connections itself.
+            Ok((response, Box::new(async { Ok(()) }) as IoFuture))
         })
     }
 }

@@ -6,11 +6,11 @@
 //! inside that scope. The host chooses the scope (the tenant from its own configuration, the
 //! bucket from the identifiers it lets the guest open); the guest only ever chooses keys and
 //! values. Isolation between scopes is structural, never textual: the SQLite backend keeps
-//! tenant, bucket and key in separate columns of the primary key and the memory backend keeps a
-//! separate map per scope, so no key — whatever `/`, `:`, NUL or other separator it contains —
-//! can name an entry of another scope. Backends added later must keep that property (a Redis
-//! backend, for example, must length-prefix the components of its key names rather than join
-//! them with a separator).
+//! tenant, bucket and key in separate columns of the primary key, the memory backend keeps a
+//! separate map per scope, and the Redis backend keeps a separate hash per scope whose name
+//! length-prefixes tenant and bucket (the key is a field of that hash, never part of a name). So
+//! no key — whatever `/`, `:`, NUL or other separator it contains — can name an entry of another
+//! scope. Backends added later must keep that property.
 //!
 //! Keys are UTF-8 strings of at most [`MAX_KEY_LEN`] bytes (the empty key is allowed); values
 //! are byte strings of at most [`MAX_VALUE_LEN`] bytes; batch operations take at most
@@ -43,16 +43,23 @@
 //! # }
 //! ```
 //!
+//! # Backends
+//!
+//! - [`MemoryBackend`]: process memory, for tests and embedders who want no persistence.
+//! - [`SqliteBackend`]: one SQLite file, shared by the processes of one machine.
+//! - [`RedisBackend`]: a Redis server, shared by host processes on any number of machines
+//!   (e.g. so that they share access tokens and identity mappings).
+//!
 //! # Atomicity and durability per backend
 //!
-//! | | [`MemoryBackend`] | [`SqliteBackend`] |
-//! |---|---|---|
-//! | single-key ops | atomic, linearizable | atomic (one statement) |
-//! | `increment`, `compare_and_swap` | atomic (one lock) | atomic across connections *and processes* (`BEGIN IMMEDIATE`) |
-//! | `set_many`, `delete_many` | all-or-nothing | all-or-nothing (one `BEGIN IMMEDIATE` transaction) |
-//! | `get_many` | one consistent snapshot | one consistent snapshot (one read transaction) |
-//! | `list_keys` paging | each page consistent; pages may see concurrent writes | same |
-//! | durability | none (process memory) | WAL with `synchronous=NORMAL`: survives a process crash; a power loss may drop the last commits but never corrupts the file |
+//! | | [`MemoryBackend`] | [`SqliteBackend`] | [`RedisBackend`] |
+//! |---|---|---|---|
+//! | single-key ops | atomic, linearizable | atomic (one statement) | atomic (one command) |
+//! | `increment`, `compare_and_swap` | atomic (one lock) | atomic across connections *and processes* (`BEGIN IMMEDIATE`) | atomic across every client of the server (one Lua script, which Redis runs without interleaving) |
+//! | `set_many`, `delete_many` | all-or-nothing | all-or-nothing (one `BEGIN IMMEDIATE` transaction) | all-or-nothing (one `HSET`/`HDEL`) |
+//! | `get_many` | one consistent snapshot | one consistent snapshot (one read transaction) | one consistent snapshot (one `HMGET`) |
+//! | `list_keys` paging | each page consistent; pages may see concurrent writes | same | same; each page reads every key of the bucket |
+//! | durability | none (process memory) | WAL with `synchronous=NORMAL`: survives a process crash; a power loss may drop the last commits but never corrupts the file | the server's configuration (RDB/AOF, replication); a failed write may or may not have been applied, but never partially |
 //!
 //! This is stronger than `wasi:keyvalue` 0.2.0-draft2 asks for (its batch interface allows
 //! partial application); the host may rely on it for the durable outbox.
@@ -60,26 +67,33 @@
 //! # Errors
 //!
 //! [`StoreError`] says what went wrong without exposing host details in its `Display` text
-//! (except [`StoreError::Open`], which names the path for the operator): underlying causes —
-//! I/O errors, SQLite messages — are only reachable through [`std::error::Error::source`], so the
-//! host can log the full chain while handing the guest just the top-level message.
+//! (except [`StoreError::Open`] and [`StoreError::Connect`], which name the path or the URL —
+//! never a password — for the operator): underlying causes — I/O errors, SQLite and Redis
+//! messages, the Redis server's address — are only reachable through
+//! [`std::error::Error::source`], so the host can log the full chain while handing the guest just
+//! the top-level message.
 //!
 //! # Runtime
 //!
-//! [`SqliteBackend`] runs its blocking SQLite calls on tokio's blocking thread pool, so its
-//! async methods must be polled inside a tokio runtime. [`MemoryBackend`] has no such need.
+//! [`SqliteBackend`] runs its blocking SQLite calls on tokio's blocking thread pool, and
+//! [`RedisBackend`]'s connection is driven by tokio tasks, so their async methods must be polled
+//! inside a tokio runtime (for Redis, the one it was connected in). [`MemoryBackend`] has no such
+//! need.
 
 #![deny(missing_docs)]
 
 use std::path::PathBuf;
 
 mod memory;
+mod redis;
 mod sqlite;
 
 #[cfg(test)]
 mod tests;
 
 pub use memory::MemoryBackend;
+// `self::`: a bare `redis` would also name the redis crate.
+pub use self::redis::{RedisBackend, RedisOptions};
 pub use sqlite::{SqliteBackend, SqliteOptions};
 
 /// Largest key accepted by every backend, in bytes of UTF-8.
@@ -147,8 +161,11 @@ pub enum CasOutcome {
 #[non_exhaustive]
 pub enum StoreError {
     /// The backend could not serve the request right now: I/O failure, the database stayed
-    /// locked by another connection or process beyond the busy timeout, a lost connection. Retrying
-    /// later may succeed.
+    /// locked by another connection or process beyond the busy timeout, a lost connection, a
+    /// response timeout. Retrying later may succeed. The memory and SQLite backends have then
+    /// written nothing; with Redis a write that failed this way may or may not have been
+    /// applied (the request may have reached the server before the connection failed), but
+    /// never partially.
     #[error("{backend} store is unavailable")]
     Unavailable {
         /// The backend's [`KeyValueBackend::name`].
@@ -165,6 +182,18 @@ pub enum StoreError {
         backend: &'static str,
         /// The path that was being opened.
         path: PathBuf,
+        /// What happened underneath.
+        #[source]
+        source: BoxError,
+    },
+    /// The backend could not connect to the server at `url` (invalid URL, server unreachable,
+    /// credentials refused, …).
+    #[error("cannot connect to {backend} store at {url}")]
+    Connect {
+        /// The backend's [`KeyValueBackend::name`].
+        backend: &'static str,
+        /// The server's URL, with any password replaced by `***`.
+        url: String,
         /// What happened underneath.
         #[source]
         source: BoxError,
@@ -230,7 +259,7 @@ pub enum StoreError {
 ///
 /// The atomic operations take values rather than opaque versions so that any backend with a
 /// server-side compare primitive can implement them directly: SQLite in one `BEGIN IMMEDIATE`
-/// transaction, Redis in one Lua script that compares `GET` with `expected` before `SET`.
+/// transaction, Redis in one Lua script that compares `HGET` with `expected` before `HSET`.
 #[async_trait::async_trait]
 pub trait KeyValueBackend: Send + Sync + 'static {
     /// The value of `key`, or `None` if it is absent.
@@ -283,7 +312,7 @@ pub trait KeyValueBackend: Send + Sync + 'static {
         keys: &[String],
     ) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
 
-    /// Sets every entry, all-or-nothing where the backend can (both backends here can). If a
+    /// Sets every entry, all-or-nothing where the backend can (all backends here can). If a
     /// key repeats, its last entry wins.
     async fn set_many(
         &self,
@@ -294,7 +323,7 @@ pub trait KeyValueBackend: Send + Sync + 'static {
     /// Removes every key (absent keys are skipped), all-or-nothing where the backend can.
     async fn delete_many(&self, scope: &Scope, keys: &[String]) -> Result<(), StoreError>;
 
-    /// Short name for logs and errors ("memory", "sqlite").
+    /// Short name for logs and errors ("memory", "sqlite", "redis").
     fn name(&self) -> &'static str;
 }
 

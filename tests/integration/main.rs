@@ -14,3 +14,5 @@ mod http_api;
 mod tokens;
 // Sending: fallback, checks before sending, truncation, legacy requests, refusals, retries.
 mod channels;
+// Tenants: isolation of keys, limits and components; processes sharing storage.
+mod tenants;

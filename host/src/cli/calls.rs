@@ -3,13 +3,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Context;
-use wxnotify::tenant::{StorageSpec, TenantsFile};
+use wxnotify::tenant::TenantsFile;
 use wxnotify::{
     ChannelMessage, Engine, MiniprogramPage, MiniprogramState, Notification, Recipient, Runtime,
     SubscribeMessage, TemplateMessage, Tenant, UniformMessage,
 };
-use wxnotify_store::{MemoryBackend, SharedBackend, SqliteBackend};
 
 use super::output::{delivery_json, delivery_text, progress_json, user_json, user_text};
 use super::{TenantArgs, UsageError};
@@ -17,7 +15,7 @@ use super::{TenantArgs, UsageError};
 /// Loads the tenants file, opens its storage and returns the tenant to act for.
 pub async fn open_tenant(args: &TenantArgs) -> anyhow::Result<Arc<Tenant>> {
     let file = TenantsFile::load(&args.tenants)?;
-    let runtime = runtime_for(&file)?;
+    let runtime = runtime_for(&file).await?;
     let id = match (&args.tenant, runtime.tenant_ids().as_slice()) {
         (Some(id), _) => id.clone(),
         (None, [only]) => only.clone(),
@@ -36,22 +34,9 @@ pub async fn open_tenant(args: &TenantArgs) -> anyhow::Result<Arc<Tenant>> {
 }
 
 /// A runtime serving every tenant of `file`, secrets read from the environment.
-pub fn runtime_for(file: &TenantsFile) -> anyhow::Result<Runtime> {
-    let backend: SharedBackend = match &file.storage {
-        StorageSpec::Memory => Arc::new(MemoryBackend::new()),
-        StorageSpec::Sqlite { path } => {
-            let path = file.resolve_path(path);
-            Arc::new(
-                SqliteBackend::open(&path)
-                    .with_context(|| format!("opening {}", path.display()))?,
-            )
-        }
-    };
-    let runtime = Runtime::new(&Engine::new()?, backend)?;
-    for tenant in file.resolve_all(|variable| std::env::var(variable).ok())? {
-        runtime.add_tenant(tenant)?;
-    }
-    Ok(runtime)
+pub async fn runtime_for(file: &TenantsFile) -> anyhow::Result<Runtime> {
+    let engine = Engine::new()?;
+    Ok(Runtime::from_file(&engine, file, |variable| std::env::var(variable).ok()).await?)
 }
 
 /// `mini:ID`, `oa:ID` or `union:ID`.

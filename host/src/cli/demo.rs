@@ -67,7 +67,8 @@ impl DemoCommand {
         let runtime = runtime_for(&TenantsFile::parse(
             &tenants_toml(&sandbox, &storage),
             "demo",
-        )?)?;
+        )?)
+        .await?;
         let tenant = runtime.tenant("sandbox")?;
         say(format!(
             "2. tenant `sandbox`: built-in component, SQLite storage in {}",

@@ -3,6 +3,7 @@
 mod calls;
 mod demo;
 mod output;
+mod plugin;
 mod sandbox;
 
 use std::path::PathBuf;
@@ -78,6 +79,10 @@ enum Command {
     ///
     /// Example: wxnotify sync-followers
     SyncFollowers(calls::SyncCommand),
+    /// Inspect or precompile a component (a tenant's plugin).
+    ///
+    /// Example: wxnotify plugin inspect plugins/wecom.wasm
+    Plugin(plugin::PluginCommand),
     /// Run the local WeChat API sandbox.
     ///
     /// Example: wxnotify sandbox --bind 127.0.0.1:8900 --followers 1000
@@ -98,6 +103,7 @@ impl Cli {
             Command::Login(c) => c.execute(json).await,
             Command::Decrypt(c) => c.execute(json).await,
             Command::SyncFollowers(c) => c.execute(json).await,
+            Command::Plugin(c) => c.execute(json).await,
             Command::Sandbox(c) => c.execute(json).await,
             Command::Demo(c) => c.execute(json).await,
         }

@@ -1,7 +1,8 @@
 //! The conformance suite every backend must pass, plus backend-specific tests.
 //!
 //! Each suite function takes a fresh, empty backend; [`conformance!`] instantiates the whole
-//! suite for one backend, so a new backend needs one line here.
+//! suite for one backend, so a new backend needs one (async) fixture function and its name in
+//! [`suite!`].
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -13,34 +14,51 @@ use crate::{
     SharedBackend, SqliteBackend, StoreError,
 };
 
+mod redis;
 mod sqlite;
 
 /// A backend under test and whatever must outlive it.
 struct Fixture {
     backend: SharedBackend,
     _dir: Option<TempDir>,
+    /// Declared after `backend`, so the backend disconnects before the server may stop.
+    _server: Option<Arc<redis::RedisServer>>,
 }
 
-fn memory() -> Fixture {
+async fn memory() -> Fixture {
     Fixture {
         backend: Arc::new(MemoryBackend::new()),
         _dir: None,
+        _server: None,
     }
 }
 
-fn sqlite_file() -> Fixture {
+async fn sqlite_file() -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
     let backend = SqliteBackend::open(dir.path().join("kv.sqlite3")).expect("open sqlite");
     Fixture {
         backend: Arc::new(backend),
         _dir: Some(dir),
+        _server: None,
     }
 }
 
-fn sqlite_in_memory() -> Fixture {
+async fn sqlite_in_memory() -> Fixture {
     Fixture {
         backend: Arc::new(SqliteBackend::open_in_memory().expect("open in-memory sqlite")),
         _dir: None,
+        _server: None,
+    }
+}
+
+/// A Redis backend on the redis-server shared by the tests running at the time, with a key
+/// prefix of its own so that tests cannot see each other's data.
+async fn redis_shared() -> Fixture {
+    let server = redis::shared_server();
+    Fixture {
+        backend: Arc::new(server.backend().await),
+        _dir: None,
+        _server: Some(server),
     }
 }
 
@@ -51,7 +69,7 @@ macro_rules! conformance {
                 // Multi-threaded, so that the concurrency tests really run in parallel.
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $test() {
-                    let fixture = super::$backend();
+                    let fixture = super::$backend().await;
                     super::$test(&fixture.backend).await;
                 }
             )*
@@ -82,7 +100,7 @@ macro_rules! suite {
     };
 }
 
-suite!(memory, sqlite_file, sqlite_in_memory);
+suite!(memory, sqlite_file, sqlite_in_memory, redis_shared);
 
 fn scope(tenant: &str, bucket: &str) -> Scope {
     Scope::new(tenant, bucket)
