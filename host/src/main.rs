@@ -29,10 +29,10 @@ fn main() -> ExitCode {
         Err(error) => {
             let code = cli::exit_code(&error);
             if json {
-                println!(
+                cli::print_line(format_args!(
                     "{}",
                     serde_json::json!({ "error": cli::error_json(&error) })
-                );
+                ));
             } else {
                 eprintln!("error: {error:#}");
             }

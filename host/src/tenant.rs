@@ -24,6 +24,10 @@
 //! [tenants.shop.official_account]
 //! appid = "wx0ac0a0c0a0c00002"
 //! secret_env = "SHOP_OA_SECRET"
+//!
+//! [tenants.shop.config]                    # more keys for the component (or a plugin)
+//! oa_callback_token = { env = "SHOP_CALLBACK_TOKEN" }
+//! callback_max_age_secs = "300"
 //! ```
 //!
 //! Unknown fields are errors, and every error names the tenant and the field.
@@ -136,11 +140,47 @@ pub struct TenantSpec {
     /// Resource limits of each call.
     #[serde(default)]
     pub limits: LimitsSpec,
+    /// More configuration for the component, by key.
+    #[serde(default)]
+    pub config: BTreeMap<String, ConfigValue>,
     /// The mini-program account.
     pub mini_program: Option<AccountSpec>,
     /// The official account.
     pub official_account: Option<AccountSpec>,
 }
+
+/// A configuration value: written in the file, or read from the environment.
+#[derive(Clone, Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
+pub enum ConfigValue {
+    /// The value itself.
+    Plain(String),
+    /// The name of an environment variable holding it (for secrets).
+    Env {
+        /// The variable.
+        env: String,
+    },
+}
+
+// Values may be secrets: Debug shows where they come from, not what they are.
+impl std::fmt::Debug for ConfigValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigValue::Plain(_) => f.write_str("Plain(***)"),
+            ConfigValue::Env { env } => f.debug_struct("Env").field("env", env).finish(),
+        }
+    }
+}
+
+/// Keys the tenant's own fields set; `[config]` may not override them.
+const RESERVED_KEYS: [&str; 6] = [
+    "api_base",
+    "token_mode",
+    "mini_appid",
+    "mini_secret",
+    "oa_appid",
+    "oa_secret",
+];
 
 /// Per-call limits as written in the file; unset fields take [`Limits::default`].
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
@@ -390,6 +430,25 @@ impl TenantSpec {
             config.insert(format!("{prefix}_appid"), account.appid.trim().to_owned());
             config.insert(format!("{prefix}_secret"), secret);
         }
+        for (key, value) in &self.config {
+            if RESERVED_KEYS.contains(&key.as_str()) {
+                return Err(invalid(
+                    &format!("config.{key}"),
+                    "is set by the tenant's own fields; remove it here".into(),
+                ));
+            }
+            let value = match value {
+                ConfigValue::Plain(value) => value.clone(),
+                ConfigValue::Env { env: variable } => {
+                    env(variable).ok_or_else(|| ConfigError::MissingSecret {
+                        tenant: id.to_owned(),
+                        field: format!("config.{key}"),
+                        variable: variable.clone(),
+                    })?
+                }
+            };
+            config.insert(key.clone(), value);
+        }
         let limits = self
             .limits
             .resolve()
@@ -484,6 +543,39 @@ secret_env = "SHOP_OA_SECRET"
         assert_eq!(
             file.resolve_all(|_| None).unwrap_err().to_string(),
             "tenant `a`: limits.memory_mb: must be between 8 and 4096, got 1"
+        );
+    }
+
+    #[test]
+    fn extra_config_comes_from_the_file_or_the_environment() {
+        let file = TenantsFile::parse(
+            "[tenants.a.mini_program]\nappid = \"wx\"\nsecret = \"s\"\n\
+             [tenants.a.config]\nmax_age = \"300\"\ntoken = { env = \"A_TOKEN\" }\n",
+            "t.toml",
+        )
+        .unwrap();
+        let a = &file
+            .resolve_all(|v| (v == "A_TOKEN").then(|| "t0k".to_owned()))
+            .unwrap()[0];
+        assert_eq!(
+            (a.config["max_age"].as_str(), a.config["token"].as_str()),
+            ("300", "t0k")
+        );
+        let err = file.resolve_all(|_| None).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "tenant `a`: config.token names environment variable A_TOKEN, which is not set"
+        );
+        let file = TenantsFile::parse(
+            "[tenants.a.mini_program]\nappid = \"wx\"\nsecret = \"s\"\n[tenants.a.config]\nmini_secret = \"x\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert!(
+            file.resolve_all(|_| None)
+                .unwrap_err()
+                .to_string()
+                .contains("config.mini_secret")
         );
     }
 

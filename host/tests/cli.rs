@@ -215,3 +215,27 @@ fn plugin_inspect_names_what_is_wrong_with_a_file() {
             .any(|e| e == "wechat:notify/notifier@0.1.0")
     );
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly() {
+    // `wxnotify plugin inspect | head -1`: the pipe closes after the first line.
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = wxnotify(dir.path())
+        .args(["plugin", "inspect"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(first.starts_with("built-in component"), "{first}");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("panicked"));
+}

@@ -160,9 +160,9 @@ impl SendCommand {
         };
         let delivery = tenant.send_notification(&notification).await?;
         if json {
-            println!("{}", delivery_json(&delivery));
+            out!("{}", delivery_json(&delivery));
         } else {
-            println!("{}", delivery_text(&delivery));
+            out!("{}", delivery_text(&delivery));
         }
         Ok(())
     }
@@ -185,9 +185,9 @@ impl ResolveCommand {
             .resolve_user(&self.to)
             .await?;
         if json {
-            println!("{}", user_json(&user))
+            out!("{}", user_json(&user))
         } else {
-            println!("{}", user_text(&user))
+            out!("{}", user_text(&user))
         }
         Ok(())
     }
@@ -209,9 +209,9 @@ impl LoginCommand {
             .login(&self.js_code)
             .await?;
         if json {
-            println!("{}", user_json(&user))
+            out!("{}", user_json(&user))
         } else {
-            println!("{}", user_text(&user))
+            out!("{}", user_text(&user))
         }
         Ok(())
     }
@@ -240,7 +240,7 @@ impl DecryptCommand {
             .decrypt_user_data(&self.openid, &self.data, &self.iv)
             .await?;
         // The plaintext is JSON already: printed as is in both modes.
-        println!("{plaintext}");
+        out!("{plaintext}");
         Ok(())
     }
 }
@@ -280,12 +280,12 @@ impl SyncCommand {
             bar.set_position(u64::from(progress.synced));
             bar.set_message(format!("{mapped} unionids mapped"));
             if json {
-                println!("{}", progress_json(&progress));
+                out!("{}", progress_json(&progress));
             }
             if progress.done {
                 bar.finish();
                 if !json {
-                    println!(
+                    out!(
                         "synced {} of {} followers, {mapped} unionids mapped this run, in {:.1?}",
                         progress.synced,
                         progress.total,

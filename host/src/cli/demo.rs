@@ -26,7 +26,7 @@ impl DemoCommand {
     pub async fn execute(self, json: bool) -> anyhow::Result<()> {
         let say = |text: String| {
             if !json {
-                println!("{text}");
+                out!("{text}");
             }
         };
         let sandbox = Sandbox::start(SandboxConfig::default()).await?;
@@ -195,7 +195,7 @@ impl DemoCommand {
             "9. access tokens fetched: {oa_fetches} for the official account, {mini_fetches} for the mini-program (cached in SQLite)"
         ));
         if json {
-            println!(
+            out!(
                 "{}",
                 json!({
                     "sandbox": sandbox.base_url(),

@@ -1,5 +1,13 @@
 //! Command-line interface: one module per command family, each an `XxxCommand` with `execute`.
 
+/// `println!` for command output: a closed pipe (`wxnotify … | head`) ends the process
+/// quietly instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::print_line(format_args!($($arg)*))
+    };
+}
+
 mod calls;
 mod demo;
 mod output;
@@ -107,6 +115,18 @@ impl Cli {
             Command::Sandbox(c) => c.execute(json).await,
             Command::Demo(c) => c.execute(json).await,
         }
+    }
+}
+
+/// Writes one line to stdout; exits with success when the reader has gone away.
+pub fn print_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if let Err(error) = writeln!(std::io::stdout().lock(), "{line}") {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to stdout: {error}");
+        std::process::exit(i32::from(EXIT_FAULT));
     }
 }
 

@@ -77,7 +77,7 @@ fn inspect(engine: &Engine, file: Option<&PathBuf>, json: bool) -> anyhow::Resul
     let runtime = Runtime::new(engine, std::sync::Arc::new(MemoryBackend::new()))?;
     let verdict = runtime.check_component(&bytes);
     if json {
-        println!(
+        out!(
             "{}",
             json!({
                 "component": name(file),
@@ -89,12 +89,12 @@ fn inspect(engine: &Engine, file: Option<&PathBuf>, json: bool) -> anyhow::Resul
             })
         );
     } else {
-        println!("{} ({} bytes)", name(file), bytes.len());
-        println!("imports:\n  {}", imports.join("\n  "));
-        println!("exports:\n  {}", exports.join("\n  "));
+        out!("{} ({} bytes)", name(file), bytes.len());
+        out!("imports:\n  {}", imports.join("\n  "));
+        out!("exports:\n  {}", exports.join("\n  "));
         match &verdict {
-            Ok(()) => println!("world: wechat:notify/notify: yes, it can run as a tenant's plugin"),
-            Err(problem) => println!("world: wechat:notify/notify: no: {problem}"),
+            Ok(()) => out!("world: wechat:notify/notify: yes, it can run as a tenant's plugin"),
+            Err(problem) => out!("world: wechat:notify/notify: no: {problem}"),
         }
     }
     verdict.map_err(|problem| UsageError(problem.to_string()).into())
@@ -116,15 +116,15 @@ fn compile(engine: &Engine, file: Option<&PathBuf>, json: bool) -> anyhow::Resul
         CompiledFrom::Memory => "already loaded",
     };
     if json {
-        println!(
+        out!(
             "{}",
             json!({ "component": name(file), "result": how, "millis": elapsed.as_millis(), "cache_file": cached })
         );
     } else {
-        println!("{}: {how} in {elapsed:.1?}", name(file));
+        out!("{}: {how} in {elapsed:.1?}", name(file));
         match cached {
-            Some(path) => println!("cache: {}", path.display()),
-            None => println!("cache: none (no cache directory: set WXNOTIFY_CACHE_DIR or HOME)"),
+            Some(path) => out!("cache: {}", path.display()),
+            None => out!("cache: none (no cache directory: set WXNOTIFY_CACHE_DIR or HOME)"),
         }
     }
     Ok(())

@@ -49,7 +49,7 @@ impl SandboxCommand {
         .await?;
         sandbox.state().add_followers(self.followers);
         if json {
-            println!(
+            out!(
                 "{}",
                 serde_json::json!({
                     "base_url": sandbox.base_url(),
@@ -59,20 +59,20 @@ impl SandboxCommand {
                 })
             );
         } else {
-            println!("WeChat API sandbox listening on {}", sandbox.base_url());
-            println!(
+            out!("WeChat API sandbox listening on {}", sandbox.base_url());
+            out!(
                 "admin API: {}/sandbox (users, login codes, faults, recorded requests)",
                 sandbox.base_url()
             );
-            println!("\nA tenants file for it (save as wxnotify.toml):\n");
-            println!(
+            out!("\nA tenants file for it (save as wxnotify.toml):\n");
+            out!(
                 "{}",
                 tenants_toml(
                     &sandbox,
                     "[storage]\nbackend = \"sqlite\"\npath = \"wxnotify.sqlite3\"\n"
                 )
             );
-            println!("Press Ctrl-C to stop.");
+            out!("Press Ctrl-C to stop.");
         }
         tokio::signal::ctrl_c().await?;
         sandbox.shutdown().await;
