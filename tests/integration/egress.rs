@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use wxnotify::{ChannelMessage, Error, Notification, NotifyError, Recipient, TemplateMessage};
-use wxnotify_tests::{World, data};
+use wxnotify::{Error, NotifyError, Recipient};
+use wxnotify_tests::{World, template_to};
 
 #[tokio::test]
 async fn a_host_outside_the_allow_list_is_denied_without_a_connection() {
@@ -40,16 +40,11 @@ async fn a_host_outside_the_allow_list_is_denied_without_a_connection() {
         .add_tenant(file.resolve_all(|_| None).unwrap().remove(0))
         .unwrap();
 
-    let notification = Notification {
-        recipient: Recipient::OfficialAccount("oOA0000000000000000000000001".into()),
-        channels: vec![ChannelMessage::TemplateMessage(TemplateMessage {
-            template_id: "TPL_ORDER_SHIPPED".into(),
-            data: data(&[("thing1", "hello")]),
-            url: None,
-            miniprogram: None,
-        })],
-        idempotency_key: None,
-    };
+    let notification = template_to(
+        Recipient::OfficialAccount("oOA0000000000000000000000001".into()),
+        "hello",
+        None,
+    );
     let error = leaky.send_notification(&notification).await.unwrap_err();
 
     let Error::Notify {

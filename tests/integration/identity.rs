@@ -1,20 +1,11 @@
 //! How the component learns who a user is, and what it says when it cannot reach them.
 
-use wxnotify::{ChannelMessage, Error, Notification, NotifyError, Recipient, TemplateMessage};
+use wxnotify::{Error, Notification, NotifyError, Recipient};
 use wxnotify_sandbox::SeedUser;
-use wxnotify_tests::{World, data};
+use wxnotify_tests::{World, template_to};
 
 fn hello(recipient: Recipient) -> Notification {
-    Notification {
-        recipient,
-        channels: vec![ChannelMessage::TemplateMessage(TemplateMessage {
-            template_id: "TPL_ORDER_SHIPPED".into(),
-            data: data(&[("thing1", "hello")]),
-            url: None,
-            miniprogram: None,
-        })],
-        idempotency_key: None,
-    }
+    template_to(recipient, "hello", None)
 }
 
 fn not_found(error: Error) -> String {

@@ -3,22 +3,25 @@
 
 use std::sync::Arc;
 
-use wxnotify::{ChannelMessage, Error, Notification, NotifyError, Recipient, TemplateMessage};
+use wxnotify::{Error, Notification, NotifyError, Recipient};
 use wxnotify_sandbox::SeedUser;
 use wxnotify_store::Scope;
-use wxnotify_tests::{World, data};
+use wxnotify_tests::{World, send_all_at_once, template_to};
 
 fn hello(recipient: Recipient, key: &str) -> Notification {
-    Notification {
-        recipient,
-        channels: vec![ChannelMessage::TemplateMessage(TemplateMessage {
-            template_id: "TPL_ORDER_SHIPPED".into(),
-            data: data(&[("thing1", "hello")]),
-            url: None,
-            miniprogram: None,
-        })],
-        idempotency_key: Some(key.to_owned()),
-    }
+    template_to(recipient, "hello", Some(key))
+}
+
+/// `count` notifications to OA openid `oa`, keyed `{prefix}-{i}`.
+fn to_many(oa: &str, prefix: &str, count: usize) -> Vec<Notification> {
+    (0..count)
+        .map(|i| {
+            hello(
+                Recipient::OfficialAccount(oa.to_owned()),
+                &format!("{prefix}-{i}"),
+            )
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -100,22 +103,8 @@ async fn two_processes_on_one_sqlite_file_fetch_one_token_for_500_sends() {
         .kill_on_drop(true)
         .output();
     let shop = world.shop();
-    let ours = async {
-        let sends: Vec<_> = (0..250)
-            .map(|i| {
-                let shop = Arc::clone(&shop);
-                let notification = hello(
-                    Recipient::OfficialAccount(oa.clone()),
-                    &format!("parent-{i}"),
-                );
-                tokio::spawn(async move { shop.send_notification(&notification).await })
-            })
-            .collect();
-        for send in sends {
-            send.await.unwrap().unwrap();
-        }
-    };
-    let (child, ()) = tokio::join!(child, ours);
+    let ours = send_all_at_once(&shop, to_many(&oa, "parent", 250));
+    let (child, _) = tokio::join!(child, ours);
     let child = child.unwrap();
     assert!(
         child.status.success(),
@@ -157,19 +146,7 @@ async fn second_process_sender() {
     let shop = runtime
         .add_tenant(file.resolve_all(|_| None).unwrap().remove(0))
         .unwrap();
-    let sends: Vec<_> = (0..250)
-        .map(|i| {
-            let shop = Arc::clone(&shop);
-            let notification = hello(
-                Recipient::OfficialAccount(oa.clone()),
-                &format!("child-{i}"),
-            );
-            tokio::spawn(async move { shop.send_notification(&notification).await })
-        })
-        .collect();
-    for send in sends {
-        send.await.unwrap().unwrap();
-    }
+    send_all_at_once(&shop, to_many(&oa, "child", 250)).await;
 }
 
 /// Two runtimes (two hosts) sharing one Redis send 500 notifications at once.
@@ -200,20 +177,11 @@ async fn two_runtimes_sharing_redis_fetch_one_token_for_500_sends() {
         host_world.add_tenant("shop", "");
         tenants.push((host, host_world));
     }
-    let sends: Vec<_> = (0..500)
-        .map(|i| {
-            let (host, host_world) = &tenants[i % 2];
-            let shop = host_world.shop();
-            let notification = hello(
-                Recipient::OfficialAccount(oa.clone()),
-                &format!("{host}-{i}"),
-            );
-            tokio::spawn(async move { shop.send_notification(&notification).await })
-        })
-        .collect();
-    for send in sends {
-        send.await.unwrap().unwrap();
-    }
+    let (a, b) = (tenants[0].1.shop(), tenants[1].1.shop());
+    tokio::join!(
+        send_all_at_once(&a, to_many(&oa, tenants[0].0, 250)),
+        send_all_at_once(&b, to_many(&oa, tenants[1].0, 250)),
+    );
     assert_eq!(
         world.sandbox.state().delivered_template_messages().len(),
         500

@@ -1,23 +1,16 @@
 //! Access tokens under concurrency and failure: one fetch however many callers, one refetch
 //! and exactly one retry when a token goes stale, a bounded force refresh, never a loop.
 
-use std::sync::Arc;
-
-use wxnotify::{ChannelMessage, Error, Notification, NotifyError, Recipient, TemplateMessage};
+use wxnotify::{Error, Notification, NotifyError, Recipient};
 use wxnotify_sandbox::{Fault, SeedUser};
-use wxnotify_tests::{World, data};
+use wxnotify_tests::{World, send_all_at_once, template_to};
 
 fn hello(oa_openid: &str, key: &str) -> Notification {
-    Notification {
-        recipient: Recipient::OfficialAccount(oa_openid.to_owned()),
-        channels: vec![ChannelMessage::TemplateMessage(TemplateMessage {
-            template_id: "TPL_ORDER_SHIPPED".into(),
-            data: data(&[("thing1", "hello")]),
-            url: None,
-            miniprogram: None,
-        })],
-        idempotency_key: Some(key.to_owned()),
-    }
+    template_to(
+        Recipient::OfficialAccount(oa_openid.to_owned()),
+        "hello",
+        Some(key),
+    )
 }
 
 fn follower(world: &World) -> String {
@@ -54,17 +47,11 @@ fn forced_fetches(world: &World) -> usize {
 async fn two_hundred_concurrent_sends_with_an_empty_cache_fetch_one_token() {
     let world = World::start().await;
     let oa = follower(&world);
-    let shop = world.shop();
-    let sends: Vec<_> = (0..200)
-        .map(|i| {
-            let shop = Arc::clone(&shop);
-            let notification = hello(&oa, &format!("k{i}"));
-            tokio::spawn(async move { shop.send_notification(&notification).await })
-        })
-        .collect();
-    for send in sends {
-        send.await.unwrap().unwrap();
-    }
+    send_all_at_once(
+        &world.shop(),
+        (0..200).map(|i| hello(&oa, &format!("k{i}"))).collect(),
+    )
+    .await;
     assert_eq!(
         world.sandbox.state().delivered_template_messages().len(),
         200

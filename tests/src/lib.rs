@@ -8,7 +8,9 @@ use std::path::Path;
 use std::sync::{Arc, LazyLock};
 
 use wxnotify::tenant::TenantsFile;
-use wxnotify::{Engine, Runtime, Tenant};
+use wxnotify::{
+    ChannelMessage, Delivery, Engine, Notification, Recipient, Runtime, TemplateMessage, Tenant,
+};
 use wxnotify_sandbox::{Sandbox, SandboxConfig, SeedUser, SeededUser};
 use wxnotify_store::{MemoryBackend, SharedBackend, SqliteBackend};
 
@@ -135,6 +137,47 @@ impl World {
 /// A SQLite backend on `dir/wxnotify.sqlite3`.
 pub fn sqlite(dir: &Path) -> SqliteBackend {
     SqliteBackend::open(dir.join("wxnotify.sqlite3")).expect("sqlite opens")
+}
+
+/// An OA template message (`TPL_ORDER_SHIPPED`, `thing1` = `text`) for `recipient`.
+pub fn template_to(
+    recipient: Recipient,
+    text: &str,
+    idempotency_key: Option<&str>,
+) -> Notification {
+    Notification {
+        recipient,
+        channels: vec![ChannelMessage::TemplateMessage(TemplateMessage {
+            template_id: "TPL_ORDER_SHIPPED".into(),
+            data: data(&[("thing1", text)]),
+            url: None,
+            miniprogram: None,
+        })],
+        idempotency_key: idempotency_key.map(str::to_owned),
+    }
+}
+
+/// Sends every notification from `tenant` at once, each on its own task; all must deliver.
+pub async fn send_all_at_once(
+    tenant: &Arc<Tenant>,
+    notifications: Vec<Notification>,
+) -> Vec<Delivery> {
+    let sends: Vec<_> = notifications
+        .into_iter()
+        .map(|notification| {
+            let tenant = Arc::clone(tenant);
+            tokio::spawn(async move { tenant.send_notification(&notification).await })
+        })
+        .collect();
+    let mut deliveries = Vec::with_capacity(sends.len());
+    for send in sends {
+        deliveries.push(
+            send.await
+                .expect("the send task ran")
+                .expect("the notification was delivered"),
+        );
+    }
+    deliveries
 }
 
 /// `(key, value)` pairs from string slices.

@@ -9,7 +9,7 @@ use wxnotify::{
     SubscribeMessage, TemplateMessage, Tenant, UniformMessage,
 };
 
-use super::output::{delivery_json, delivery_text, progress_json, user_json, user_text};
+use super::output::{delivery_json, delivery_text, print_user, progress_json};
 use super::{TenantArgs, UsageError};
 
 /// Loads the tenants file, opens its storage and returns the tenant to act for.
@@ -184,11 +184,7 @@ impl ResolveCommand {
             .await?
             .resolve_user(&self.to)
             .await?;
-        if json {
-            out!("{}", user_json(&user))
-        } else {
-            out!("{}", user_text(&user))
-        }
+        print_user(&user, json);
         Ok(())
     }
 }
@@ -208,11 +204,7 @@ impl LoginCommand {
             .await?
             .login(&self.js_code)
             .await?;
-        if json {
-            out!("{}", user_json(&user))
-        } else {
-            out!("{}", user_text(&user))
-        }
+        print_user(&user, json);
         Ok(())
     }
 }

@@ -81,6 +81,15 @@ pub fn user_text(user: &User) -> String {
     )
 }
 
+/// Prints `user` for people or, with `json`, for scripts.
+pub fn print_user(user: &User, json: bool) {
+    if json {
+        out!("{}", user_json(user));
+    } else {
+        out!("{}", user_text(user));
+    }
+}
+
 pub fn user_json(user: &User) -> Value {
     json!({
         "mini_openid": user.mini_openid,
