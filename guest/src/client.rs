@@ -151,15 +151,7 @@ impl<'e, E: Env> WeChat<'e, E> {
         if let Err(Error::Refused(api)) = &sent
             && api.errcode == 43004
         {
-            let unionid = self.oa_record(&openid)?.and_then(|r| r.unionid);
-            self.env.set(
-                Bucket::Users,
-                &users::oa(&openid),
-                &to_json(&OaRecord {
-                    unionid,
-                    follows: false,
-                }),
-            )?;
+            self.record_unfollow(&openid)?;
         }
         let sent = sent?;
         Ok(Delivered {
@@ -353,7 +345,54 @@ impl<'e, E: Env> WeChat<'e, E> {
         Ok(user)
     }
 
+    /// Looks an OA openid up with `user/info` and stores what WeChat says.
     fn fetch_oa_user(&self, openid: &str) -> Result<OaRecord> {
+        let info = self.user_info(openid)?;
+        let record = OaRecord {
+            unionid: info.unionid,
+            follows: info.subscribe == 1,
+        };
+        self.store_oa_record(openid, &record)?;
+        Ok(record)
+    }
+
+    /// Records that `openid` now follows the official account (a `subscribe` push), with the
+    /// unionid `user/info` reports, so notifications addressed by mini-program openid or
+    /// unionid reach them from now on. A push carries no unionid, hence the lookup.
+    ///
+    /// The push, not `user/info`'s `subscribe` field, says they follow: it is the event itself.
+    pub fn record_follow(&self, openid: &str) -> Result<OaRecord> {
+        checked("official-account openid", openid)?;
+        let info = self.user_info(openid)?;
+        // WeChat leaves the unionid out when it has none to give; keep one learned before.
+        let unionid = match info.unionid {
+            Some(unionid) => Some(unionid),
+            None => self.oa_record(openid)?.and_then(|r| r.unionid),
+        };
+        let record = OaRecord {
+            unionid,
+            follows: true,
+        };
+        self.store_oa_record(openid, &record)?;
+        Ok(record)
+    }
+
+    /// Records that `openid` no longer follows the official account (an `unsubscribe` push,
+    /// or WeChat's 43004), so template messages to them are refused locally. The unionid and
+    /// its mapping stay: they still identify the person if they follow again.
+    pub fn record_unfollow(&self, openid: &str) -> Result<OaRecord> {
+        checked("official-account openid", openid)?;
+        let record = OaRecord {
+            unionid: self.oa_record(openid)?.and_then(|r| r.unionid),
+            follows: false,
+        };
+        self.env
+            .set(Bucket::Users, &users::oa(openid), &to_json(&record))?;
+        Ok(record)
+    }
+
+    /// `user/info` of an OA openid; a unionid that could not be part of a key is dropped.
+    fn user_info(&self, openid: &str) -> Result<UserInfo> {
         let info: Called<UserInfo> = self.call_with_token(
             AccountKind::OfficialAccount,
             "/cgi-bin/user/info",
@@ -367,16 +406,20 @@ impl<'e, E: Env> WeChat<'e, E> {
                 body: None,
             },
         )?;
-        let record = OaRecord {
-            unionid: info.value.unionid.filter(|u| !u.is_empty()),
-            follows: info.value.subscribe == 1,
-        };
-        let mut entries = vec![(users::oa(openid), to_json(&record))];
+        let mut info = info.value;
+        info.unionid = info
+            .unionid
+            .filter(|u| users::check_id("unionid", u).is_ok());
+        Ok(info)
+    }
+
+    /// Stores `record` of `openid`, and the unionid → openid link when there is a unionid.
+    fn store_oa_record(&self, openid: &str, record: &OaRecord) -> Result<()> {
+        let mut entries = vec![(users::oa(openid), to_json(record))];
         if let Some(unionid) = &record.unionid {
             entries.push((users::union_oa(unionid), openid.as_bytes().to_vec()));
         }
-        self.env.set_many(Bucket::Users, entries)?;
-        Ok(record)
+        self.env.set_many(Bucket::Users, entries)
     }
 
     fn oa_record(&self, openid: &str) -> Result<Option<OaRecord>> {

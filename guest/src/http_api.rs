@@ -1,14 +1,21 @@
-//! `wasi:http/incoming-handler`: the component's JSON API, so a wasi:http gateway (Spin, or
-//! `wxnotify serve`) can route requests to it directly.
+//! `wasi:http/incoming-handler`: the component's JSON API and WeChat's callback URLs, so a
+//! wasi:http gateway (Spin, or `wxnotify serve`) can route requests to it directly.
 //!
 //! | route | body | answer |
 //! |---|---|---|
 //! | `POST /v1/notifications` | [`NotificationJson`] | the delivery |
 //! | `GET /v1/users/{mini\|oa\|union}/{id}` | — | every identity known |
 //! | `POST /v1/login` | `{"js_code": "…"}` | the user |
+//! | `GET /callback/{oa\|mini}` | — | URL verification: `echostr`, as text |
+//! | `POST /callback/{oa\|mini}` | a WeChat push (XML, or JSON for mini) | `success`, as text |
+//!
+//! The callback routes are the URLs to set in the official account's and the mini program's
+//! consoles; see [`crate::callbacks`] for what a push changes and [`crate::wechat::callback`]
+//! for how it is checked.
 //!
 //! Errors answer `{"error": {"kind", "message", "errcode"?, "errmsg"?}}` with a status that
-//! says whether to retry: 4xx final, 429/503 retry later.
+//! says whether to retry: 4xx final, 429/5xx retry later (WeChat retries a push that is not
+//! answered 200).
 
 use std::collections::BTreeMap;
 
@@ -20,24 +27,47 @@ use crate::bindings::wasi::http::types::{
     Fields, IncomingBody, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
 use crate::bindings::wasi::io::streams::StreamError;
+use crate::callbacks;
 use crate::client::WeChat;
 use crate::host_io::WasiEnv;
+use crate::wechat::callback::{self, CallbackError, Rejection};
+use crate::wechat::config::AccountKind;
 use crate::wechat::error::Error;
 use crate::{Component, into_delivery, into_wit, wit};
 
 /// Requests are small JSON documents; larger bodies are refused unread.
 const MAX_BODY_BYTES: usize = 256 * 1024;
 
+/// What the component answers: JSON for the API and every error, text for WeChat.
+enum Answer {
+    Json(u16, serde_json::Value),
+    Text(u16, String),
+}
+
 impl Guest for Component {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
-        let (status, body) = route(&request);
-        respond(response_out, status, &body);
+        match route(&request) {
+            Answer::Json(status, body) => respond(
+                response_out,
+                status,
+                "application/json",
+                body.to_string().as_bytes(),
+            ),
+            Answer::Text(status, body) => respond(
+                response_out,
+                status,
+                "text/plain; charset=utf-8",
+                body.as_bytes(),
+            ),
+        }
     }
 }
 
-fn route(request: &IncomingRequest) -> (u16, serde_json::Value) {
+fn route(request: &IncomingRequest) -> Answer {
     let path_with_query = request.path_with_query().unwrap_or_default();
-    let path = path_with_query.split('?').next().unwrap_or_default();
+    let (path, query) = path_with_query
+        .split_once('?')
+        .unwrap_or((&path_with_query, ""));
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = request.method();
     let outcome = match (&method, segments.as_slice()) {
@@ -50,22 +80,75 @@ fn route(request: &IncomingRequest) -> (u16, serde_json::Value) {
         (Method::Post, ["v1", "login"]) => read_json::<LoginJson>(request)
             .and_then(|l| with_wechat(|w| w.login(&l.js_code)))
             .map(|u| user_json(&u)),
-        (_, ["v1", "notifications"] | ["v1", "users", _, _] | ["v1", "login"]) => {
-            return (
+        (Method::Get | Method::Post, ["callback", "oa"]) => {
+            return callback_answer(request, &method, AccountKind::OfficialAccount, query);
+        }
+        (Method::Get | Method::Post, ["callback", "mini"]) => {
+            return callback_answer(request, &method, AccountKind::MiniProgram, query);
+        }
+        (
+            _,
+            ["v1", "notifications"]
+            | ["v1", "users", _, _]
+            | ["v1", "login"]
+            | ["callback", "oa" | "mini"],
+        ) => {
+            return Answer::Json(
                 405,
                 error_body("method_not_allowed", "method not allowed on this route"),
             );
         }
         _ => {
-            return (
+            return Answer::Json(
                 404,
                 error_body("not_found", &format!("no route for {path}")),
             );
         }
     };
     match outcome {
-        Ok(value) => (200, value),
+        Ok(value) => Answer::Json(200, value),
         Err(error) => error_response(error),
+    }
+}
+
+/// `GET` (URL verification) or `POST` (a push) on `kind`'s callback URL.
+fn callback_answer(
+    request: &IncomingRequest,
+    method: &Method,
+    kind: AccountKind,
+    query: &str,
+) -> Answer {
+    let env = WasiEnv::default();
+    let outcome = if matches!(method, Method::Get) {
+        callbacks::verify_url(&env, kind, query)
+    } else {
+        let read =
+            || read_body(request, callback::MAX_BODY_BYTES).map_err(BodyError::into_callback);
+        // WeChat wants `success` (or nothing) for every push it need not retry, duplicates and
+        // pushes that change nothing included; never a passive reply.
+        callbacks::receive(&env, kind, query, read).map(|_| "success".to_owned())
+    };
+    match outcome {
+        Ok(text) => Answer::Text(200, text),
+        Err(CallbackError::Rejected(rejection)) => {
+            let (status, kind) = rejection_status(&rejection);
+            Answer::Json(status, error_body(kind, &rejection.to_string()))
+        }
+        Err(CallbackError::Failed(error)) => error_response(error),
+    }
+}
+
+/// The status and `kind` of a refused callback request.
+fn rejection_status(rejection: &Rejection) -> (u16, &'static str) {
+    match rejection {
+        Rejection::BadSignature(_) => (401, "bad_signature"),
+        Rejection::WrongReceiver { .. } => (401, "wrong_receiver"),
+        Rejection::TooLarge => (413, "too_large"),
+        Rejection::Stale { .. } => (400, "stale_timestamp"),
+        Rejection::MissingParameter(_)
+        | Rejection::BadTimestamp(_)
+        | Rejection::UnsupportedEncryption(_) => (400, "invalid_query"),
+        Rejection::Malformed(_) | Rejection::Undecryptable(_) => (400, "malformed_push"),
     }
 }
 
@@ -88,27 +171,63 @@ fn recipient(kind: &str, id: &str) -> Result<wit::Recipient, Error> {
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(request: &IncomingRequest) -> Result<T, Error> {
-    let body = request
-        .consume()
-        .map_err(|()| Error::InvalidInput("request body already consumed".into()))?;
+    let bytes = read_body(request, MAX_BODY_BYTES).map_err(|e| match e {
+        BodyError::TooLarge => {
+            Error::InvalidInput(format!("request body larger than {MAX_BODY_BYTES} bytes"))
+        }
+        BodyError::Unreadable(m) => Error::InvalidInput(m),
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Error::InvalidInput(format!(
+            "request body is not valid JSON for this route: {e}"
+        ))
+    })
+}
+
+/// Why a request body was not read.
+enum BodyError {
+    /// Over the limit: declared so in `content-length`, or found so while reading.
+    TooLarge,
+    Unreadable(String),
+}
+
+impl BodyError {
+    fn into_callback(self) -> CallbackError {
+        match self {
+            BodyError::TooLarge => Rejection::TooLarge.into(),
+            BodyError::Unreadable(m) => Rejection::Malformed(m).into(),
+        }
+    }
+}
+
+/// Reads the request body, stopping as soon as it is known to exceed `limit` bytes: a body
+/// declared larger is not read at all, and at most `limit + 1` bytes of any other.
+fn read_body(request: &IncomingRequest, limit: usize) -> Result<Vec<u8>, BodyError> {
+    let declared = request
+        .headers()
+        .get("content-length")
+        .first()
+        .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let consumed = || BodyError::Unreadable("request body already consumed".into());
+    let body = request.consume().map_err(|()| consumed())?;
     let bytes = {
-        let stream = body
-            .stream()
-            .map_err(|()| Error::InvalidInput("request body already consumed".into()))?;
+        let stream = body.stream().map_err(|()| consumed())?;
         let mut bytes = Vec::new();
         loop {
-            match stream.blocking_read(64 * 1024) {
+            let wanted = (limit + 1 - bytes.len()).min(64 * 1024) as u64;
+            match stream.blocking_read(wanted) {
                 Ok(chunk) => {
                     bytes.extend_from_slice(&chunk);
-                    if bytes.len() > MAX_BODY_BYTES {
-                        return Err(Error::InvalidInput(format!(
-                            "request body larger than {MAX_BODY_BYTES} bytes"
-                        )));
+                    if bytes.len() > limit {
+                        return Err(BodyError::TooLarge);
                     }
                 }
                 Err(StreamError::Closed) => break,
                 Err(StreamError::LastOperationFailed(e)) => {
-                    return Err(Error::InvalidInput(format!(
+                    return Err(BodyError::Unreadable(format!(
                         "reading the request body: {}",
                         e.to_debug_string()
                     )));
@@ -118,23 +237,18 @@ fn read_json<T: serde::de::DeserializeOwned>(request: &IncomingRequest) -> Resul
         bytes
     };
     drop(IncomingBody::finish(body));
-    serde_json::from_slice(&bytes).map_err(|e| {
-        Error::InvalidInput(format!(
-            "request body is not valid JSON for this route: {e}"
-        ))
-    })
+    Ok(bytes)
 }
 
-fn respond(out: ResponseOutparam, status: u16, body: &serde_json::Value) {
+fn respond(out: ResponseOutparam, status: u16, content_type: &str, bytes: &[u8]) {
     let headers = Fields::new();
-    let _ = headers.append("content-type", b"application/json");
+    let _ = headers.append("content-type", content_type.as_bytes());
     let response = OutgoingResponse::new(headers);
     let _ = response.set_status_code(status);
     let Ok(outgoing) = response.body() else {
         return;
     };
     ResponseOutparam::set(out, Ok(response));
-    let bytes = body.to_string().into_bytes();
     if let Ok(stream) = outgoing.write() {
         for chunk in bytes.chunks(4096) {
             if stream.blocking_write_and_flush(chunk).is_err() {
@@ -145,7 +259,7 @@ fn respond(out: ResponseOutparam, status: u16, body: &serde_json::Value) {
     let _ = OutgoingBody::finish(outgoing, None);
 }
 
-fn error_response(error: Error) -> (u16, serde_json::Value) {
+fn error_response(error: Error) -> Answer {
     let status = match &error {
         Error::InvalidInput(_) => 400,
         Error::NotFound(_) => 404,
@@ -155,7 +269,7 @@ fn error_response(error: Error) -> (u16, serde_json::Value) {
         Error::Auth(_) | Error::Api(_) => 502,
         Error::Config(_) => 500,
     };
-    (status, json!({ "error": error_json(into_wit(error)) }))
+    Answer::Json(status, json!({ "error": error_json(into_wit(error)) }))
 }
 
 fn error_body(kind: &str, message: &str) -> serde_json::Value {

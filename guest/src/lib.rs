@@ -1,11 +1,12 @@
 //! The wxnotify WeChat component.
 //!
 //! Built for `wasm32-wasip2`, it exports `wechat:notify/notifier`, `wechat:notify/accounts` and
-//! `wasi:http/incoming-handler` (a small JSON API) of the `wechat:notify/notify` world, and
-//! reaches its host only through standard WASI imports.
+//! `wasi:http/incoming-handler` (a small JSON API and WeChat's callback URLs) of the
+//! `wechat:notify/notify` world, and reaches its host only through standard WASI imports.
 //!
-//! Layout: [`wechat`] and [`client`] hold the logic and never call an import; [`host_io`] is
-//! the thin layer over the imports; this file maps internal errors to the WIT `error`, once.
+//! Layout: [`wechat`], [`client`] and [`callbacks`] hold the logic and never call an import;
+//! [`host_io`] is the thin layer over the imports; this file maps internal errors to the WIT
+//! `error`, once, and `http_api` maps them to HTTP answers.
 
 #[allow(unsafe_code, reason = "the canonical-ABI glue wit-bindgen generates")]
 mod bindings {
@@ -16,6 +17,7 @@ mod bindings {
     });
 }
 
+pub mod callbacks;
 pub mod client;
 pub mod env;
 mod host_io;

@@ -16,3 +16,5 @@ mod tokens;
 mod channels;
 // Tenants: isolation of keys, limits and components; processes sharing storage.
 mod tenants;
+// WeChat's callback URLs: verification, plain and safe-mode pushes, the events recorded, refusals.
+mod callbacks;

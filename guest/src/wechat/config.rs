@@ -6,6 +6,12 @@
 //! | `mini_appid`, `mini_secret` | the mini-program's AppID and AppSecret | required for mini-program calls |
 //! | `oa_appid`, `oa_secret` | the official account's AppID and AppSecret | required for OA calls |
 //! | `token_mode` | `stable` (`/cgi-bin/stable_token`) or `classic` (`/cgi-bin/token`) | `stable` |
+//! | `oa_callback_token`, `mini_callback_token` | the Token of the account's callback URL (server push) | required by `/callback/{oa,mini}` |
+//! | `oa_encoding_aes_key`, `mini_encoding_aes_key` | the EncodingAESKey, for encrypted (safe-mode) pushes; checked against `{oa,mini}_appid` | plain pushes only |
+//! | `callback_max_age_secs` | how far a push's `timestamp` may be from now, either way | `300`; `0`: unchecked |
+//!
+//! The callback keys are read by [`super::callback::CallbackConfig`], only when a callback
+//! request arrives.
 
 use super::error::{Error, Result};
 
@@ -39,14 +45,16 @@ pub enum AccountKind {
 }
 
 impl AccountKind {
-    fn config_prefix(self) -> &'static str {
+    /// The prefix of the account's config keys (`mini_appid`, `oa_callback_token`, …) and of
+    /// its key families in the `users` bucket.
+    pub fn config_prefix(self) -> &'static str {
         match self {
             AccountKind::MiniProgram => "mini",
             AccountKind::OfficialAccount => "oa",
         }
     }
 
-    fn describe(self) -> &'static str {
+    pub fn describe(self) -> &'static str {
         match self {
             AccountKind::MiniProgram => "mini-program",
             AccountKind::OfficialAccount => "official account",

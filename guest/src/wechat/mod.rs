@@ -1,6 +1,7 @@
 //! The WeChat logic: pure functions and types, no binding calls.
 
 pub mod api;
+pub mod callback;
 pub mod config;
 pub mod crypto;
 pub mod error;

@@ -1,4 +1,4 @@
-//! Identity records in the `users` bucket.
+//! Identity records, and what WeChat's pushes report, in the `users` bucket.
 //!
 //! Each link is its own key, written by the one flow that learns it (login writes the
 //! mini-program side, follower sync and callbacks the OA side), so no flow ever has to
@@ -12,8 +12,22 @@
 //! | `union/{unionid}/mini` | mini-program openid of a unionid |
 //! | `union/{unionid}/oa` | OA openid of a unionid |
 //! | `sync/followers` | [`SyncCursor`] of an unfinished follower sync |
+//! | `msg/{msgid}` | [`TemplateOutcome`]: final status of a template message (`TEMPLATESENDJOBFINISH`) |
+//! | `subs/{mini\|oa}/{openid}/{template_id}` | [`SubscriptionStatus`]: the user's latest `accept`/`reject` of a subscribe-message template |
+//! | `subs/{mini\|oa}/{openid}/{template_id}/sent` | [`SubscriptionSent`]: result of the latest send of that template |
+//! | `seen/{sha1}` | `CreateTime` (decimal) of a push already applied (see below) |
+//!
+//! `seen/` markers let a push WeChat retries be applied once (see
+//! [`crate::wechat::callback::Push::marker`]). wasi:keyvalue has no expiry, so they stay; a
+//! marker whose `CreateTime` is well past `callback_max_age_secs` (an hour, say) can be
+//! deleted by a later cleanup: a retry that late is refused as stale before its marker is read.
+//!
+//! Records written from pushes carry `at`, the push's `CreateTime`, so an older push that
+//! arrives late (a retry) never overwrites a newer one.
 
 use serde::{Deserialize, Serialize};
+
+use super::config::AccountKind;
 
 pub fn mini_unionid(mini_openid: &str) -> String {
     format!("mini/{mini_openid}/unionid")
@@ -37,11 +51,63 @@ pub fn union_oa(unionid: &str) -> String {
 
 pub const SYNC_CURSOR: &str = "sync/followers";
 
+pub fn template_outcome(msgid: i64) -> String {
+    format!("msg/{msgid}")
+}
+
+/// `kind` separates the accounts' records: the same template id can exist in both.
+pub fn subscription(kind: AccountKind, openid: &str, template_id: &str) -> String {
+    format!("subs/{}/{openid}/{template_id}", kind.config_prefix())
+}
+
+pub fn subscription_sent(kind: AccountKind, openid: &str, template_id: &str) -> String {
+    format!("{}/sent", subscription(kind, openid, template_id))
+}
+
+/// The marker of an applied push; `digest` is lowercase hex.
+pub fn seen(digest: &str) -> String {
+    format!("seen/{digest}")
+}
+
 /// What is known about an OA openid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OaRecord {
     pub unionid: Option<String>,
     pub follows: bool,
+}
+
+/// Final WeChat status of a template message, from `TEMPLATESENDJOBFINISH`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateOutcome {
+    /// `success`, `failed:user block` or `failed: system failed`, as WeChat says it.
+    pub status: String,
+    /// The OA openid the message went to.
+    pub openid: String,
+    /// `CreateTime` of the push.
+    pub at: i64,
+}
+
+/// A user's latest decision on a subscribe-message template.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionStatus {
+    /// `accept` or `reject`, as WeChat says it.
+    pub status: String,
+    /// Where it was decided: `popup` or `change` (settings).
+    pub event: String,
+    /// `CreateTime` of the push.
+    pub at: i64,
+}
+
+/// Result of the latest subscribe-message send of a template to a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionSent {
+    pub msgid: Option<String>,
+    /// `ErrorCode`: 0 when delivered.
+    pub error_code: i64,
+    /// `ErrorStatus`: `success` when delivered.
+    pub error_status: String,
+    /// `CreateTime` of the push.
+    pub at: i64,
 }
 
 /// Where an interrupted follower sync resumes.
@@ -95,5 +161,14 @@ mod tests {
         assert_eq!(mini_unionid("o1"), "mini/o1/unionid");
         assert_eq!(union_oa("u1"), "union/u1/oa");
         assert_ne!(union_mini("u1"), union_oa("u1"));
+        assert_eq!(template_outcome(42), "msg/42");
+        assert_eq!(
+            subscription(AccountKind::MiniProgram, "o1", "T1"),
+            "subs/mini/o1/T1"
+        );
+        assert_eq!(
+            subscription_sent(AccountKind::OfficialAccount, "o1", "T1"),
+            "subs/oa/o1/T1/sent"
+        );
     }
 }
