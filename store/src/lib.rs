@@ -1,4 +1,5 @@
-//! Key-value storage backends behind wxnotify's `wasi:keyvalue` host implementation.
+//! Storage for wxnotify: the key-value backends behind its `wasi:keyvalue` host
+//! implementation, and the durable [`outbox`] of notifications.
 //!
 //! # Model
 //!
@@ -62,7 +63,23 @@
 //! | durability | none (process memory) | WAL with `synchronous=NORMAL`: survives a process crash; a power loss may drop the last commits but never corrupts the file | the server's configuration (RDB/AOF, replication); a failed write may or may not have been applied, but never partially |
 //!
 //! This is stronger than `wasi:keyvalue` 0.2.0-draft2 asks for (its batch interface allows
-//! partial application); the host may rely on it for the durable outbox.
+//! partial application).
+//!
+//! # Durable outbox
+//!
+//! [`outbox`] holds the queue behind `POST /v1/{tenant}/notifications`: the [`outbox::Outbox`]
+//! trait (behind [`outbox::SharedOutbox`], so the server is backend-agnostic) with
+//! [`outbox::SqliteOutbox`] and [`outbox::RedisOutbox`]. Delivery is at least once: a message
+//! is stored durably before `enqueue` returns, leased to one worker at a time, and handed out
+//! again if its worker dies before settling it. In short (the module docs have the details):
+//!
+//! | | [`outbox::SqliteOutbox`] | [`outbox::RedisOutbox`] |
+//! |---|---|---|
+//! | where | its own tables, possibly in the key-value backend's file | a stream with consumer group `workers`, hashes and sorted sets under `{prefix}wxnotify:outbox` |
+//! | an accepted message survives | a power loss (`synchronous=FULL` on the outbox's connections) | what the server's persistence survives (`appendfsync always` for a power loss) |
+//! | atomicity | one `BEGIN IMMEDIATE` transaction per operation, across processes | one Lua script per operation, across hosts |
+//! | idempotency keys | unique index, checked in the transaction | `SET NX` in the enqueue script |
+//! | shared by | the processes of one machine | any number of hosts |
 //!
 //! # Errors
 //!
@@ -75,16 +92,17 @@
 //!
 //! # Runtime
 //!
-//! [`SqliteBackend`] runs its blocking SQLite calls on tokio's blocking thread pool, and
-//! [`RedisBackend`]'s connection is driven by tokio tasks, so their async methods must be polled
-//! inside a tokio runtime (for Redis, the one it was connected in). [`MemoryBackend`] has no such
-//! need.
+//! [`SqliteBackend`] and [`outbox::SqliteOutbox`] run their blocking SQLite calls on tokio's
+//! blocking thread pool, and [`RedisBackend`]'s connection (which [`outbox::RedisOutbox`]
+//! shares) is driven by tokio tasks, so their async methods must be polled inside a tokio
+//! runtime (for Redis, the one it was connected in). [`MemoryBackend`] has no such need.
 
 #![deny(missing_docs)]
 
 use std::path::PathBuf;
 
 mod memory;
+pub mod outbox;
 mod redis;
 mod sqlite;
 
@@ -359,7 +377,7 @@ pub(crate) fn check_entries(entries: &[(String, Vec<u8>)]) -> Result<(), StoreEr
     })
 }
 
-fn check_len(what: &'static str, actual: usize, limit: usize) -> Result<(), StoreError> {
+pub(crate) fn check_len(what: &'static str, actual: usize, limit: usize) -> Result<(), StoreError> {
     if actual > limit {
         Err(StoreError::TooLarge {
             what,

@@ -232,7 +232,7 @@ impl RedisOptions {
 #[derive(Clone)]
 pub struct RedisBackend {
     conn: ConnectionManager,
-    /// Prepended to every hash name.
+    /// Prepended to every key name (also the outbox's, see [`crate::outbox::RedisOutbox`]).
     prefix: Arc<str>,
     /// The server's URL without credentials, for errors and `Debug`.
     url: Arc<str>,
@@ -290,13 +290,20 @@ impl RedisBackend {
         })
     }
 
+    /// The deployment prefix given to [`with_prefix`](Self::with_prefix) (default: empty).
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// The same backend, with every hash name starting with `prefix` (default: none), so that
     /// several deployments can share one Redis server (or one ACL key pattern such as
     /// `~prod:*` can cover a deployment).
     ///
     /// Deployments never see each other's data as long as no deployment's prefix contains
-    /// `wxnotify:kv:`: names then start with their deployment's prefix followed by the first
-    /// occurrence of `wxnotify:kv:`, which tells the prefixes apart.
+    /// `wxnotify:kv:` or `wxnotify:outbox`: names then start with their deployment's prefix
+    /// followed by the first occurrence of `wxnotify:kv:` (or, for the keys of a
+    /// [`RedisOutbox`](crate::outbox::RedisOutbox) made from this backend, of
+    /// `wxnotify:outbox`), which tells the prefixes apart.
     #[must_use]
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = Arc::from(prefix.into());
@@ -316,7 +323,7 @@ impl RedisBackend {
     }
 
     /// Sends one command.
-    async fn query<T: FromRedisValue>(&self, command: &Cmd) -> Result<T, StoreError> {
+    pub(crate) async fn query<T: FromRedisValue>(&self, command: &Cmd) -> Result<T, StoreError> {
         // Clones share the connection; `query_async` merely wants it mutably.
         let mut conn = self.conn.clone();
         command
@@ -326,7 +333,7 @@ impl RedisBackend {
     }
 
     /// Runs one script, uploading it first if the server does not know it yet.
-    async fn invoke(&self, script: &ScriptInvocation<'_>) -> Result<Value, StoreError> {
+    pub(crate) async fn invoke(&self, script: &ScriptInvocation<'_>) -> Result<Value, StoreError> {
         let mut conn = self.conn.clone();
         script
             .invoke_async(&mut conn)
@@ -408,7 +415,7 @@ fn classify(err: &RedisError) -> Class {
     }
 }
 
-fn internal(message: &'static str) -> StoreError {
+pub(crate) fn internal(message: &'static str) -> StoreError {
     StoreError::Internal {
         backend: BACKEND,
         source: message.into(),

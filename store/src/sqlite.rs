@@ -2,7 +2,9 @@
 //!
 //! Layout: a single table `kv(tenant, bucket, key, value)` whose primary key is the three
 //! scope/key columns (`WITHOUT ROWID`, so the table *is* that index and `list_keys` is a range
-//! scan). The schema version lives in `PRAGMA user_version`.
+//! scan). The schema version lives in `PRAGMA user_version`. The same file may also hold the
+//! outbox's tables ([`crate::outbox::SqliteOutbox`], which versions them separately and opens
+//! its own connections through the same [`Pool`] code).
 //!
 //! Concurrency: the file runs in WAL mode, so readers never wait for the writer. Each operation
 //! takes a connection from a small pool and runs on tokio's blocking thread pool. Every
@@ -114,9 +116,31 @@ enum Target {
     Memory,
 }
 
-struct Pool {
+/// How far a commit is pushed towards the disk before it returns (`PRAGMA synchronous`, a
+/// per-connection setting, so each pool picks its own even when several share one file).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Synchronous {
+    /// In WAL mode: a commit survives a crash of the process, not necessarily of the machine.
+    Normal,
+    /// In WAL mode: the WAL is synced at every commit, so a commit survives a power loss too.
+    Full,
+}
+
+impl Synchronous {
+    fn pragma_value(self) -> &'static str {
+        match self {
+            Self::Normal => "NORMAL",
+            Self::Full => "FULL",
+        }
+    }
+}
+
+/// A bounded pool of connections to one database, running work on tokio's blocking threads.
+/// Shared by the key-value backend and the outbox (each with a pool of its own).
+pub(crate) struct Pool {
     target: Target,
     busy_timeout: Duration,
+    synchronous: Synchronous,
     /// Connections not in use. Never more than `permits` allows, since a connection is only
     /// taken (or created) while holding a permit.
     idle: Mutex<Vec<Connection>>,
@@ -144,7 +168,59 @@ impl SqliteBackend {
         path: impl AsRef<Path>,
         options: SqliteOptions,
     ) -> Result<Self, StoreError> {
-        let path = path.as_ref().to_path_buf();
+        let (pool, version) =
+            Pool::open_file(path.as_ref(), options, Synchronous::Normal, migrate)?;
+        Self::finish(pool, version)
+    }
+
+    /// A private, empty in-memory store (for tests): nothing is shared with other instances
+    /// (clones do share it) and everything is gone when the last clone is dropped. It uses a
+    /// single connection, so operations run one at a time.
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        let (pool, version) = Pool::open_in_memory(Synchronous::Normal, migrate)?;
+        Self::finish(pool, version)
+    }
+
+    fn finish(pool: Arc<Pool>, version: i64) -> Result<Self, StoreError> {
+        if version != SCHEMA_VERSION {
+            return Err(StoreError::UnsupportedSchema {
+                backend: BACKEND,
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        Ok(Self { pool })
+    }
+
+    /// The file this backend stores into (`None` for [`open_in_memory`](Self::open_in_memory)).
+    pub fn path(&self) -> Option<&Path> {
+        self.pool.path()
+    }
+
+    /// Runs `op` on a pooled connection (see [`Pool::run`]).
+    pub(crate) async fn run<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        self.pool.run(op).await
+    }
+}
+
+impl Pool {
+    /// Opens (creating it if needed) the database at `path` in WAL mode, runs `setup` on the
+    /// first connection (retrying it while the file is busy) and returns the pool with that
+    /// connection in it, and what `setup` returned.
+    ///
+    /// Fails with [`StoreError::Open`] naming `path` if the parent directory is missing, the
+    /// file cannot be opened, is not an SQLite database, cannot use WAL, or `setup` fails.
+    pub(crate) fn open_file<T>(
+        path: &Path,
+        options: SqliteOptions,
+        synchronous: Synchronous,
+        mut setup: impl FnMut(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<(Arc<Self>, T), StoreError> {
+        let path = path.to_path_buf();
         let fail = |source: BoxError| StoreError::Open {
             backend: BACKEND,
             path: path.clone(),
@@ -159,7 +235,8 @@ impl SqliteBackend {
             ));
         }
         let target = Target::File(path.clone());
-        let mut conn = connect(&target, options.busy_timeout).map_err(|e| fail(e.into()))?;
+        let mut conn =
+            connect(&target, options.busy_timeout, synchronous).map_err(|e| fail(e.into()))?;
         // WAL is a property of the file, so setting it once here covers every later connection.
         // Changing the journal mode needs a moment of exclusive access, hence the retry.
         let mode = retry_busy(options.busy_timeout, || {
@@ -173,53 +250,49 @@ impl SqliteBackend {
                 format!("could not switch to WAL journal mode (still {mode:?})").into(),
             ));
         }
-        let version =
-            retry_busy(options.busy_timeout, || migrate(&mut conn)).map_err(|e| fail(e.into()))?;
-        Self::finish(target, conn, version, options)
+        let setup_result =
+            retry_busy(options.busy_timeout, || setup(&mut conn)).map_err(|e| fail(e.into()))?;
+        Ok((Self::new(target, conn, options, synchronous), setup_result))
     }
 
-    /// A private, empty in-memory store (for tests): nothing is shared with other instances
-    /// (clones do share it) and everything is gone when the last clone is dropped. It uses a
-    /// single connection, so operations run one at a time.
-    pub fn open_in_memory() -> Result<Self, StoreError> {
+    /// A pool over a private in-memory database, after running `setup` on it.
+    pub(crate) fn open_in_memory<T>(
+        synchronous: Synchronous,
+        mut setup: impl FnMut(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<(Arc<Self>, T), StoreError> {
         let options = SqliteOptions::default().max_connections(1);
-        let mut conn =
-            connect(&Target::Memory, options.busy_timeout).map_err(|e| internal(e.into()))?;
-        let version = migrate(&mut conn).map_err(|e| internal(e.into()))?;
-        Self::finish(Target::Memory, conn, version, options)
+        let mut conn = connect(&Target::Memory, options.busy_timeout, synchronous)
+            .map_err(|e| internal(e.into()))?;
+        let setup_result = setup(&mut conn).map_err(|e| internal(e.into()))?;
+        Ok((
+            Self::new(Target::Memory, conn, options, synchronous),
+            setup_result,
+        ))
     }
 
-    fn finish(
+    fn new(
         target: Target,
         conn: Connection,
-        version: i64,
         options: SqliteOptions,
-    ) -> Result<Self, StoreError> {
-        if version != SCHEMA_VERSION {
-            return Err(StoreError::UnsupportedSchema {
-                backend: BACKEND,
-                found: version,
-                supported: SCHEMA_VERSION,
-            });
-        }
+        synchronous: Synchronous,
+    ) -> Arc<Self> {
         let permits = match target {
             Target::Memory => 1,
             Target::File(_) => options.max_connections,
         };
-        Ok(Self {
-            pool: Arc::new(Pool {
-                target,
-                busy_timeout: options.busy_timeout,
-                // The connection that did the setup is the first one in the pool.
-                idle: Mutex::new(vec![conn]),
-                permits: Arc::new(Semaphore::new(permits)),
-            }),
+        Arc::new(Self {
+            target,
+            busy_timeout: options.busy_timeout,
+            synchronous,
+            // The connection that did the setup is the first one in the pool.
+            idle: Mutex::new(vec![conn]),
+            permits: Arc::new(Semaphore::new(permits)),
         })
     }
 
-    /// The file this backend stores into (`None` for [`open_in_memory`](Self::open_in_memory)).
-    pub fn path(&self) -> Option<&Path> {
-        match &self.pool.target {
+    /// The database file (`None` for an in-memory database).
+    pub(crate) fn path(&self) -> Option<&Path> {
+        match &self.target {
             Target::File(path) => Some(path),
             Target::Memory => None,
         }
@@ -232,16 +305,16 @@ impl SqliteBackend {
     /// a failed attempt is rolled back before the next. Operations that can fail for reasons
     /// other than SQLite return `Ok(Err(..))` from `op` (rolling back by dropping their
     /// transaction), which the caller flattens.
-    pub(crate) async fn run<T, F>(&self, mut op: F) -> Result<T, StoreError>
+    pub(crate) async fn run<T, F>(self: &Arc<Self>, mut op: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnMut(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let permit = Arc::clone(&self.pool.permits)
+        let permit = Arc::clone(&self.permits)
             .acquire_owned()
             .await
             .map_err(|e| unavailable(e.into()))?;
-        let pool = Arc::clone(&self.pool);
+        let pool = Arc::clone(self);
         let task = tokio::task::spawn_blocking(move || {
             // Held by the blocking task, not the caller: if the caller's future is dropped, the
             // connection is still counted as in use until this work has finished.
@@ -275,7 +348,8 @@ impl Pool {
         let conn = match idle {
             Some(conn) => conn,
             None => match &self.target {
-                Target::File(_) => connect(&self.target, self.busy_timeout).map_err(from_sqlite)?,
+                Target::File(_) => connect(&self.target, self.busy_timeout, self.synchronous)
+                    .map_err(from_sqlite)?,
                 // Opening a new in-memory connection would silently start from an empty
                 // database; only reachable if the one connection was discarded below.
                 Target::Memory => {
@@ -324,7 +398,11 @@ impl Drop for PooledConn<'_> {
 }
 
 /// Opens and configures one connection.
-fn connect(target: &Target, busy_timeout: Duration) -> rusqlite::Result<Connection> {
+fn connect(
+    target: &Target,
+    busy_timeout: Duration,
+    synchronous: Synchronous,
+) -> rusqlite::Result<Connection> {
     let conn = match target {
         // No SQLITE_OPEN_URI: the path is a path, even if it happens to start with "file:".
         // NO_MUTEX: a connection is only ever used by one thread at a time (the pool hands it
@@ -341,8 +419,9 @@ fn connect(target: &Target, busy_timeout: Duration) -> rusqlite::Result<Connecti
     // covers the cases where it reports SQLITE_BUSY without waiting.
     conn.busy_timeout(busy_timeout)?;
     // In WAL mode NORMAL only syncs at checkpoints: a commit survives a crash of the process
-    // but possibly not of the machine, and the file is never corrupted. Per connection.
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // but possibly not of the machine, and the file is never corrupted. FULL also syncs the WAL
+    // at every commit. Per connection, so pools on one file may differ.
+    conn.pragma_update(None, "synchronous", synchronous.pragma_value())?;
     Ok(conn)
 }
 
@@ -365,7 +444,7 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<i64> {
 /// SQLite's busy handler already waits inside most calls, but in some situations SQLite returns
 /// SQLITE_BUSY at once instead (e.g. during WAL recovery, or to break a lock-upgrade deadlock),
 /// and then only starting the whole transaction again helps.
-fn retry_busy<T>(
+pub(crate) fn retry_busy<T>(
     budget: Duration,
     mut op: impl FnMut() -> rusqlite::Result<T>,
 ) -> rusqlite::Result<T> {
@@ -390,14 +469,14 @@ fn is_busy(err: &rusqlite::Error) -> bool {
     )
 }
 
-fn unavailable(source: BoxError) -> StoreError {
+pub(crate) fn unavailable(source: BoxError) -> StoreError {
     StoreError::Unavailable {
         backend: BACKEND,
         source,
     }
 }
 
-fn internal(source: BoxError) -> StoreError {
+pub(crate) fn internal(source: BoxError) -> StoreError {
     StoreError::Internal {
         backend: BACKEND,
         source,
@@ -405,7 +484,7 @@ fn internal(source: BoxError) -> StoreError {
 }
 
 /// Sorts a SQLite failure into the error case that says what it means for the caller.
-fn from_sqlite(err: rusqlite::Error) -> StoreError {
+pub(crate) fn from_sqlite(err: rusqlite::Error) -> StoreError {
     use rusqlite::Error as E;
     let corrupt = |err: E| StoreError::Corrupt {
         backend: BACKEND,

@@ -14,7 +14,7 @@ use crate::{
     SharedBackend, SqliteBackend, StoreError,
 };
 
-mod redis;
+pub(crate) mod redis;
 mod sqlite;
 
 /// A backend under test and whatever must outlive it.

@@ -23,7 +23,7 @@ const MISSING_SERVER: &str = "redis-server is not installed, and the Redis backe
      it: run scripts/setup.sh (or apt-get install redis-server)";
 
 /// A `redis-server` process of our own, killed on drop.
-pub(super) struct RedisServer {
+pub(crate) struct RedisServer {
     child: Child,
     port: u16,
     password: Option<String>,
@@ -33,7 +33,7 @@ pub(super) struct RedisServer {
 
 impl RedisServer {
     /// Starts a server on a free port.
-    pub(super) fn start(password: Option<&str>) -> Self {
+    pub(crate) fn start(password: Option<&str>) -> Self {
         // The port is free when we look, but another process may take it before redis-server
         // binds it; then redis-server exits at once and we try another port.
         let mut failures = Vec::new();
@@ -47,7 +47,7 @@ impl RedisServer {
     }
 
     /// Starts a server on `port` and waits until it answers.
-    pub(super) fn start_on(port: u16, password: Option<&str>) -> Result<Self, String> {
+    pub(crate) fn start_on(port: u16, password: Option<&str>) -> Result<Self, String> {
         let dir = tempfile::tempdir().map_err(|err| format!("temp dir: {err}"))?;
         let mut command = Command::new("redis-server");
         command
@@ -110,12 +110,12 @@ impl RedisServer {
         std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
     }
 
-    pub(super) fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.port
     }
 
     /// The URL to connect with, password included.
-    pub(super) fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         match &self.password {
             Some(password) => format!("redis://:{password}@127.0.0.1:{}/", self.port),
             None => format!("redis://127.0.0.1:{}/", self.port),
@@ -123,11 +123,11 @@ impl RedisServer {
     }
 
     /// A backend on this server with a prefix no other backend of this test binary uses.
-    pub(super) async fn backend(&self) -> RedisBackend {
+    pub(crate) async fn backend(&self) -> RedisBackend {
         self.backend_with_prefix(&unique_prefix()).await
     }
 
-    pub(super) async fn backend_with_prefix(&self, prefix: &str) -> RedisBackend {
+    pub(crate) async fn backend_with_prefix(&self, prefix: &str) -> RedisBackend {
         RedisBackend::connect(&self.url())
             .await
             .unwrap_or_else(|err| panic!("connect to {}: {}", self.url(), chain(&err)))
@@ -135,7 +135,7 @@ impl RedisServer {
     }
 
     /// A plain connection, for looking at (or tampering with) what the backend stored.
-    async fn raw(&self) -> ::redis::aio::MultiplexedConnection {
+    pub(crate) async fn raw(&self) -> ::redis::aio::MultiplexedConnection {
         ::redis::Client::open(self.url())
             .unwrap()
             .get_multiplexed_async_connection()
@@ -155,7 +155,7 @@ impl Drop for RedisServer {
 /// The server of the tests currently running, started by the first of them and killed once the
 /// last one has dropped its handle (a static `Arc` would outlive the test binary's `main` and
 /// leave the process running).
-pub(super) fn shared_server() -> Arc<RedisServer> {
+pub(crate) fn shared_server() -> Arc<RedisServer> {
     static SHARED: Mutex<Weak<RedisServer>> = Mutex::new(Weak::new());
     let mut shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(server) = shared.upgrade() {
@@ -189,7 +189,7 @@ fn answers_ping(port: u16) -> bool {
             .is_ok_and(|n| reply[..n].starts_with(b"+PONG") || reply[..n].starts_with(b"-NOAUTH"))
 }
 
-fn unique_prefix() -> String {
+pub(crate) fn unique_prefix() -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     format!("test{}:", NEXT.fetch_add(1, Ordering::Relaxed))
 }

@@ -1,0 +1,557 @@
+//! The outbox in an SQLite file: safe to share between threads and between processes of one
+//! machine, and between the outbox and the key-value backend (its tables have their own names
+//! and their own schema version, so both can live in one file).
+//!
+//! Layout: one row per message in `outbox_messages`, one row per paused tenant in
+//! `outbox_paused`. The column `due_at` says when a message can next be claimed: while queued,
+//! its `not_before` or the end of its tenant's pause, whichever is later; while in flight, the
+//! end of its lease; for a final message, NULL. So a single range scan of a partial index,
+//! `due_at <= now`, finds every claimable message — new, retried, and abandoned by a dead
+//! worker alike — in the order it became due (`seq`, the rowid, breaks ties in enqueue order).
+//! Pausing a tenant rewrites `due_at` of its queued messages, so claims do not even see them.
+//!
+//! Every operation is one transaction; every one that writes starts with `BEGIN IMMEDIATE`,
+//! taking the file's write lock before reading, so two connections — in this process or
+//! another — can never both claim a message or both insert an idempotency key. The outbox's
+//! connections run with `synchronous=FULL`: in WAL mode every commit syncs the log, so an
+//! accepted message survives a power loss, not only a crash of the process (the key-value
+//! backend's connections on the same file keep their cheaper `NORMAL`).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rusqlite::types::Type;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::{
+    Ack, Claimed, Depth, Enqueued, MessageState, NewMessage, Outbox, Outcome, State, check_batch,
+    check_tenant, check_worker, clamp_max, from_millis, is_valid_id, lease_millis, new_id,
+    to_millis, truncate_detail,
+};
+use crate::sqlite::{Pool, Synchronous};
+use crate::{SqliteOptions, StoreError};
+
+const BACKEND: &str = "sqlite";
+
+/// The outbox schema this build creates and understands (in `outbox_schema`, not in
+/// `PRAGMA user_version`, which belongs to the key-value schema).
+const SCHEMA_VERSION: i64 = 1;
+
+/// Version 1. Plain `CREATE TABLE` (no `IF NOT EXISTS`): it runs only when `outbox_schema` is
+/// missing, and a file that has an `outbox_messages` table without it belongs to someone else;
+/// opening must then fail rather than adopt that table.
+const SCHEMA_V1: &str = "
+CREATE TABLE outbox_schema (version INTEGER NOT NULL);
+INSERT INTO outbox_schema (version) VALUES (1);
+CREATE TABLE outbox_messages (
+    seq             INTEGER PRIMARY KEY,
+    id              TEXT NOT NULL UNIQUE,
+    tenant          TEXT NOT NULL,
+    idempotency_key TEXT,
+    payload         BLOB NOT NULL,
+    -- 0 queued, 1 in flight, 2 delivered, 3 failed
+    state           INTEGER NOT NULL,
+    attempts        INTEGER NOT NULL,
+    -- Times are milliseconds since the Unix epoch.
+    enqueued_at     INTEGER NOT NULL,
+    not_before      INTEGER NOT NULL,
+    due_at          INTEGER,
+    worker          TEXT,
+    last_detail     TEXT,
+    finished_at     INTEGER
+);
+CREATE UNIQUE INDEX outbox_messages_idempotency
+    ON outbox_messages (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE INDEX outbox_messages_due ON outbox_messages (due_at, seq) WHERE due_at IS NOT NULL;
+CREATE INDEX outbox_messages_state ON outbox_messages (state, tenant);
+CREATE INDEX outbox_messages_finished
+    ON outbox_messages (finished_at) WHERE finished_at IS NOT NULL;
+CREATE TABLE outbox_paused (
+    tenant TEXT PRIMARY KEY,
+    until  INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+const QUEUED: i64 = 0;
+const IN_FLIGHT: i64 = 1;
+const DELIVERED: i64 = 2;
+const FAILED: i64 = 3;
+
+/// The end of `?1`'s pause if it lasts beyond `?2`, else 0 (which never wins a `MAX`).
+const PAUSE_END: &str =
+    "SELECT COALESCE((SELECT until FROM outbox_paused WHERE tenant = ?1 AND until > ?2), 0)";
+pub(super) const FIND_BY_KEY: &str =
+    "SELECT id FROM outbox_messages WHERE tenant = ?1 AND idempotency_key = ?2";
+const INSERT: &str = "INSERT INTO outbox_messages \
+     (id, tenant, idempotency_key, payload, state, attempts, enqueued_at, not_before, due_at) \
+     VALUES (?1, ?2, ?3, ?4, 0, 0, ?5, ?5, ?6)";
+const PAUSED_NOW: &str = "SELECT tenant, until FROM outbox_paused WHERE until > ?1";
+pub(super) const DUE: &str = "SELECT seq, id, tenant, payload, attempts, enqueued_at \
+     FROM outbox_messages \
+     WHERE due_at <= ?1 ORDER BY due_at, seq LIMIT ?2";
+const TAKE: &str = "UPDATE outbox_messages \
+     SET state = 1, attempts = attempts + 1, due_at = ?2, worker = ?3 WHERE seq = ?1";
+/// Back to the queue until the end of its tenant's pause (an in-flight message whose lease
+/// expired during the pause).
+const PARK: &str = "UPDATE outbox_messages \
+     SET state = 0, due_at = MAX(not_before, ?2), worker = NULL WHERE seq = ?1";
+const FINISH: &str = "UPDATE outbox_messages \
+     SET state = ?2, last_detail = ?3, finished_at = ?4, due_at = NULL, worker = NULL, \
+         payload = X'' \
+     WHERE id = ?1 AND state IN (0, 1)";
+const REQUEUE: &str = "UPDATE outbox_messages \
+     SET state = 0, not_before = ?2, last_detail = ?3, worker = NULL, \
+         due_at = MAX(?2, COALESCE((SELECT until FROM outbox_paused \
+             WHERE outbox_paused.tenant = outbox_messages.tenant AND until > ?4), 0)) \
+     WHERE id = ?1 AND state IN (0, 1)";
+const STATE_OF: &str = "SELECT state FROM outbox_messages WHERE id = ?1";
+const STATUS: &str = "SELECT state, attempts, last_detail, tenant, idempotency_key, enqueued_at, \
+     due_at, finished_at FROM outbox_messages WHERE id = ?1";
+const DEPTH_ALL: &str =
+    "SELECT state, count(*) FROM outbox_messages WHERE state IN (0, 1) GROUP BY state";
+pub(super) const DEPTH_TENANT: &str = "SELECT state, count(*) FROM outbox_messages \
+     WHERE state IN (0, 1) AND tenant = ?1 GROUP BY state";
+const FORGET_ENDED_PAUSES: &str = "DELETE FROM outbox_paused WHERE until <= ?1";
+const SET_PAUSE: &str = "INSERT INTO outbox_paused (tenant, until) VALUES (?1, ?2) \
+     ON CONFLICT (tenant) DO UPDATE SET until = excluded.until";
+const LIFT_PAUSE: &str = "DELETE FROM outbox_paused WHERE tenant = ?1";
+/// With `?2` the new end of the pause (possibly in the past, which lifts it).
+pub(super) const RESCHEDULE_TENANT: &str = "UPDATE outbox_messages \
+     SET due_at = MAX(not_before, ?2) WHERE state = 0 AND tenant = ?1";
+pub(super) const PURGE: &str = "DELETE FROM outbox_messages WHERE seq IN \
+     (SELECT seq FROM outbox_messages WHERE finished_at < ?1 ORDER BY finished_at LIMIT ?2)";
+
+/// An [`Outbox`] in an SQLite file (see the module docs of [`crate::outbox`] for the
+/// guarantees).
+///
+/// Cloning is cheap; clones share the connection pool. Separate instances — in this process or
+/// in others — may open the same file at the same time, also a file that a
+/// [`SqliteBackend`](crate::SqliteBackend) uses. The async methods must run inside a tokio
+/// runtime.
+#[derive(Clone)]
+pub struct SqliteOutbox {
+    pool: Arc<Pool>,
+}
+
+impl std::fmt::Debug for SqliteOutbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteOutbox")
+            .field("path", &self.path())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteOutbox {
+    /// Opens (creating it if needed) the outbox in the file at `path` with default
+    /// [`SqliteOptions`].
+    ///
+    /// The parent directory must exist. This blocks on file I/O and possibly on other processes'
+    /// locks (up to the busy timeout): call it at startup or from a blocking context.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with_options(path, SqliteOptions::default())
+    }
+
+    /// Opens (creating it if needed) the outbox in the file at `path`, which may be the
+    /// key-value backend's file.
+    ///
+    /// Switches the file to WAL mode and creates or checks the outbox tables. Fails with
+    /// [`StoreError::Open`] naming `path` if the parent directory is missing, the file cannot be
+    /// opened, is not an SQLite database, cannot use WAL, or holds an unrelated
+    /// `outbox_messages` table; with [`StoreError::UnsupportedSchema`] if a newer build created
+    /// the outbox tables.
+    pub fn open_with_options(
+        path: impl AsRef<Path>,
+        options: SqliteOptions,
+    ) -> Result<Self, StoreError> {
+        let (pool, version) = Pool::open_file(path.as_ref(), options, Synchronous::Full, migrate)?;
+        Self::finish(pool, version)
+    }
+
+    /// A private, empty in-memory outbox (for tests, e.g. of the server): nothing is shared
+    /// with other instances (clones do share it), nothing is durable, and operations run one at
+    /// a time.
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        let (pool, version) = Pool::open_in_memory(Synchronous::Full, migrate)?;
+        Self::finish(pool, version)
+    }
+
+    fn finish(pool: Arc<Pool>, version: i64) -> Result<Self, StoreError> {
+        if version != SCHEMA_VERSION {
+            return Err(StoreError::UnsupportedSchema {
+                backend: BACKEND,
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        Ok(Self { pool })
+    }
+
+    /// The file this outbox stores into (`None` for [`open_in_memory`](Self::open_in_memory)).
+    pub fn path(&self) -> Option<&Path> {
+        self.pool.path()
+    }
+
+    #[cfg(test)]
+    pub(crate) async fn run<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        self.pool.run(op).await
+    }
+}
+
+/// Creates the outbox tables in a file that has none; returns the outbox schema version now in
+/// the file.
+fn migrate(conn: &mut Connection) -> rusqlite::Result<i64> {
+    // IMMEDIATE: two processes opening a fresh file at once must not both create the tables.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let exists: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' \
+         AND name = 'outbox_schema')",
+        [],
+        |row| row.get(0),
+    )?;
+    if exists {
+        return tx.query_row("SELECT version FROM outbox_schema", [], |row| row.get(0));
+    }
+    tx.execute_batch(SCHEMA_V1)?;
+    tx.commit()?;
+    Ok(SCHEMA_VERSION)
+}
+
+/// "Now" for this backend: the host's clock.
+fn now() -> i64 {
+    to_millis(SystemTime::now())
+}
+
+fn decode_state(column: usize, code: i64) -> rusqlite::Result<State> {
+    match code {
+        QUEUED => Ok(State::Queued),
+        IN_FLIGHT => Ok(State::InFlight),
+        DELIVERED => Ok(State::Delivered),
+        FAILED => Ok(State::Failed),
+        // Reported as `StoreError::Corrupt`: this crate never writes another code.
+        _ => Err(rusqlite::Error::FromSqlConversionFailure(
+            column,
+            Type::Integer,
+            format!("unknown outbox state {code}").into(),
+        )),
+    }
+}
+
+fn encode_final(state: State) -> i64 {
+    match state {
+        State::Delivered => DELIVERED,
+        // `Outcome` only yields the two final states.
+        _ => FAILED,
+    }
+}
+
+/// A count of claims as stored (an `INTEGER`), for [`Claimed::attempts`].
+fn attempts(column: usize, stored: i64) -> rusqlite::Result<u32> {
+    u32::try_from(stored).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(column, stored))
+}
+
+/// The outcome of an update `WHERE id = ? AND state IN (0, 1)` that changed `changed` rows.
+fn ack(tx: &rusqlite::Transaction<'_>, id: &str, changed: usize) -> rusqlite::Result<Ack> {
+    if changed > 0 {
+        return Ok(Ack::Applied);
+    }
+    let state: Option<i64> = tx
+        .prepare_cached(STATE_OF)?
+        .query_row(params![id], |row| row.get(0))
+        .optional()?;
+    match state {
+        None => Ok(Ack::NotFound),
+        Some(code) => decode_state(0, code).map(Ack::AlreadyFinal),
+    }
+}
+
+#[async_trait::async_trait]
+impl Outbox for SqliteOutbox {
+    async fn enqueue_many(
+        &self,
+        tenant: &str,
+        messages: &[NewMessage<'_>],
+    ) -> Result<Vec<Enqueued>, StoreError> {
+        check_batch(tenant, messages)?;
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tenant = tenant.to_owned();
+        let messages: Vec<(Option<String>, Vec<u8>)> = messages
+            .iter()
+            .map(|m| (m.idempotency_key.map(str::to_owned), m.payload.to_vec()))
+            .collect();
+        self.pool
+            .run(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let now = now();
+                let pause_end: i64 = tx
+                    .prepare_cached(PAUSE_END)?
+                    .query_row(params![tenant, now], |row| row.get(0))?;
+                let due = now.max(pause_end);
+                let mut results = Vec::with_capacity(messages.len());
+                {
+                    let mut find = tx.prepare_cached(FIND_BY_KEY)?;
+                    let mut insert = tx.prepare_cached(INSERT)?;
+                    for (key, payload) in &messages {
+                        // Inside the write transaction nobody can insert the key between this
+                        // look-up and the insert; the unique index backs that up.
+                        if let Some(key) = key
+                            && let Some(id) = find
+                                .query_row(params![tenant, key], |row| row.get(0))
+                                .optional()?
+                        {
+                            results.push(Enqueued {
+                                id,
+                                duplicate: true,
+                            });
+                            continue;
+                        }
+                        let id = new_id(from_millis(now));
+                        insert.execute(params![id, tenant, key, payload, now, due])?;
+                        results.push(Enqueued {
+                            id,
+                            duplicate: false,
+                        });
+                    }
+                }
+                tx.commit()?;
+                Ok(results)
+            })
+            .await
+    }
+
+    async fn claim(
+        &self,
+        worker: &str,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        check_worker(worker)?;
+        let max = clamp_max(max);
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let worker = worker.to_owned();
+        let lease = lease_millis(lease);
+        self.pool
+            .run(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let now = now();
+                let paused: HashMap<String, i64> = tx
+                    .prepare_cached(PAUSED_NOW)?
+                    .query_map(params![now], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect::<rusqlite::Result<_>>()?;
+                let mut claimed = Vec::new();
+                {
+                    let mut due = tx.prepare_cached(DUE)?;
+                    let mut take = tx.prepare_cached(TAKE)?;
+                    let mut park = tx.prepare_cached(PARK)?;
+                    let lease_end = now.saturating_add(lease);
+                    // Queued messages of paused tenants are not due (pausing moved their
+                    // `due_at`), but in-flight ones whose lease expires during the pause are;
+                    // those are parked, which takes them out of the range, and the scan goes
+                    // on. So the loop ends: every round claims or parks every row it saw.
+                    loop {
+                        let want = max - claimed.len();
+                        let rows = due
+                            .query_map(params![now, want as i64], |row| {
+                                Ok((
+                                    row.get::<_, i64>(0)?,
+                                    row.get::<_, String>(1)?,
+                                    row.get::<_, String>(2)?,
+                                    row.get::<_, Vec<u8>>(3)?,
+                                    attempts(4, row.get(4)?)?,
+                                    row.get::<_, i64>(5)?,
+                                ))
+                            })?
+                            .collect::<rusqlite::Result<Vec<_>>>()?;
+                        let seen = rows.len();
+                        for (seq, id, tenant, payload, attempts, enqueued_at) in rows {
+                            if let Some(&pause_end) = paused.get(&tenant) {
+                                park.execute(params![seq, pause_end])?;
+                                continue;
+                            }
+                            take.execute(params![seq, lease_end, worker])?;
+                            claimed.push(Claimed {
+                                id,
+                                tenant,
+                                payload,
+                                attempts: attempts.saturating_add(1),
+                                enqueued_at: from_millis(enqueued_at),
+                            });
+                        }
+                        if seen < want || claimed.len() >= max {
+                            break;
+                        }
+                    }
+                }
+                tx.commit()?;
+                Ok(claimed)
+            })
+            .await
+    }
+
+    async fn complete(&self, id: &str, outcome: Outcome) -> Result<Ack, StoreError> {
+        if !is_valid_id(id) {
+            return Ok(Ack::NotFound);
+        }
+        let id = id.to_owned();
+        let state = encode_final(outcome.state());
+        let detail = truncate_detail(outcome.detail()).to_owned();
+        self.pool
+            .run(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let changed =
+                    tx.prepare_cached(FINISH)?
+                        .execute(params![id, state, detail, now()])?;
+                let ack = ack(&tx, &id, changed)?;
+                tx.commit()?;
+                Ok(ack)
+            })
+            .await
+    }
+
+    async fn retry(
+        &self,
+        id: &str,
+        not_before: SystemTime,
+        detail: &str,
+    ) -> Result<Ack, StoreError> {
+        if !is_valid_id(id) {
+            return Ok(Ack::NotFound);
+        }
+        let id = id.to_owned();
+        let not_before = to_millis(not_before);
+        let detail = truncate_detail(detail).to_owned();
+        self.pool
+            .run(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let changed =
+                    tx.prepare_cached(REQUEUE)?
+                        .execute(params![id, not_before, detail, now()])?;
+                let ack = ack(&tx, &id, changed)?;
+                tx.commit()?;
+                Ok(ack)
+            })
+            .await
+    }
+
+    async fn status(&self, id: &str) -> Result<Option<MessageState>, StoreError> {
+        if !is_valid_id(id) {
+            return Ok(None);
+        }
+        let id = id.to_owned();
+        self.pool
+            .run(move |conn| {
+                conn.prepare_cached(STATUS)?
+                    .query_row(params![id], |row| {
+                        let state = decode_state(0, row.get(0)?)?;
+                        let due_at: Option<i64> = row.get(6)?;
+                        let finished_at: Option<i64> = row.get(7)?;
+                        Ok(MessageState {
+                            state,
+                            attempts: attempts(1, row.get(1)?)?,
+                            last_detail: row.get(2)?,
+                            tenant: row.get(3)?,
+                            idempotency_key: row.get(4)?,
+                            enqueued_at: from_millis(row.get(5)?),
+                            next_attempt_at: due_at
+                                .filter(|_| state == State::Queued)
+                                .map(from_millis),
+                            finished_at: finished_at.map(from_millis),
+                        })
+                    })
+                    .optional()
+            })
+            .await
+    }
+
+    async fn depth(&self, tenant: Option<&str>) -> Result<Depth, StoreError> {
+        if let Some(tenant) = tenant {
+            check_tenant(tenant)?;
+        }
+        let tenant = tenant.map(str::to_owned);
+        self.pool
+            .run(move |conn| {
+                let row = |row: &rusqlite::Row<'_>| Ok((row.get::<_, i64>(0)?, row.get(1)?));
+                let counts: Vec<(i64, i64)> = match &tenant {
+                    None => conn
+                        .prepare_cached(DEPTH_ALL)?
+                        .query_map([], row)?
+                        .collect::<rusqlite::Result<_>>()?,
+                    Some(tenant) => conn
+                        .prepare_cached(DEPTH_TENANT)?
+                        .query_map(params![tenant], row)?
+                        .collect::<rusqlite::Result<_>>()?,
+                };
+                let mut depth = Depth::default();
+                for (state, count) in counts {
+                    let count = u64::try_from(count).unwrap_or(0);
+                    match state {
+                        QUEUED => depth.queued = count,
+                        _ => depth.in_flight = count,
+                    }
+                }
+                Ok(depth)
+            })
+            .await
+    }
+
+    async fn pause_tenant(&self, tenant: &str, until: SystemTime) -> Result<(), StoreError> {
+        check_tenant(tenant)?;
+        let tenant = tenant.to_owned();
+        let until = to_millis(until);
+        self.pool
+            .run(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let now = now();
+                // Ended pauses are only ever compared against and lost; keep the table small.
+                tx.prepare_cached(FORGET_ENDED_PAUSES)?
+                    .execute(params![now])?;
+                if until > now {
+                    tx.prepare_cached(SET_PAUSE)?
+                        .execute(params![tenant, until])?;
+                } else {
+                    tx.prepare_cached(LIFT_PAUSE)?.execute(params![tenant])?;
+                }
+                // Extending, shortening and lifting alike: the queued messages become due at
+                // their own `not_before` or the new end, whichever is later.
+                tx.prepare_cached(RESCHEDULE_TENANT)?
+                    .execute(params![tenant, until])?;
+                tx.commit()
+            })
+            .await
+    }
+
+    async fn purge_finished(
+        &self,
+        finished_before: SystemTime,
+        max: usize,
+    ) -> Result<usize, StoreError> {
+        let max = clamp_max(max);
+        if max == 0 {
+            return Ok(0);
+        }
+        let before = to_millis(finished_before);
+        self.pool
+            .run(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let purged = tx
+                    .prepare_cached(PURGE)?
+                    .execute(params![before, max as i64])?;
+                tx.commit()?;
+                Ok(purged)
+            })
+            .await
+    }
+
+    fn name(&self) -> &'static str {
+        BACKEND
+    }
+}
