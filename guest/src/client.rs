@@ -64,16 +64,9 @@ impl<'e, E: Env> WeChat<'e, E> {
     // ---------------------------------------------------------------- sending
 
     pub fn send_notification(&self, notification: &wit::Notification) -> Result<Delivered> {
-        if notification.channels.is_empty() {
-            return Err(Error::InvalidInput("notification has no channels".into()));
-        }
         // Every channel is checked before the first call, so a malformed notification costs
         // no request and no one-time authorisation.
-        let channels = notification
-            .channels
-            .iter()
-            .map(|channel| self.prepare(channel))
-            .collect::<Result<Vec<_>>>()?;
+        let channels = self.check_notification(notification)?;
         let mut failures = Vec::new();
         for channel in &channels {
             let outcome = match channel {
@@ -95,6 +88,33 @@ impl<'e, E: Env> WeChat<'e, E> {
             }
         }
         Err(choose_failure(failures))
+    }
+
+    /// Checks `notification` as sending would before its first call — recipient id, every
+    /// channel's values — without sending anything; returns the checked channels.
+    pub fn check_notification(&self, notification: &wit::Notification) -> Result<Vec<Prepared>> {
+        match &notification.recipient {
+            wit::Recipient::MiniProgram(id) => checked("mini-program openid", id)?,
+            wit::Recipient::OfficialAccount(id) => checked("official-account openid", id)?,
+            wit::Recipient::Union(id) => checked("unionid", id)?,
+        }
+        if notification.channels.is_empty() {
+            return Err(Error::InvalidInput("notification has no channels".into()));
+        }
+        notification
+            .channels
+            .iter()
+            .map(|channel| self.prepare(channel))
+            .collect()
+    }
+
+    /// The final status WeChat pushed for template message `msgid` (`TEMPLATESENDJOBFINISH`),
+    /// `None` until it has.
+    pub fn template_outcome(&self, msgid: i64) -> Result<Option<users::TemplateOutcome>> {
+        Ok(self
+            .env
+            .get(Bucket::Users, &users::template_outcome(msgid))?
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok()))
     }
 
     fn prepare(&self, channel: &wit::ChannelMessage) -> Result<Prepared> {
@@ -839,7 +859,7 @@ impl<'e, E: Env> WeChat<'e, E> {
 }
 
 /// A channel message checked and ready to send.
-enum Prepared {
+pub enum Prepared {
     Template(wit::TemplateMessage),
     Subscribe(wit::SubscribeMessage),
 }

@@ -4,6 +4,8 @@
 //! | route | body | answer |
 //! |---|---|---|
 //! | `POST /v1/notifications` | [`NotificationJson`] | the delivery |
+//! | `POST /v1/notifications/check` | [`NotificationJson`] | `{"ok": true}` if sending would pass its checks; nothing is sent |
+//! | `GET /v1/deliveries/{msgid}` | — | the final status WeChat pushed for a template message |
 //! | `GET /v1/users/{mini\|oa\|union}/{id}` | — | every identity known |
 //! | `POST /v1/login` | `{"js_code": "…"}` | the user |
 //! | `GET /callback/{oa\|mini}` | — | URL verification: `echostr`, as text |
@@ -74,6 +76,21 @@ fn route(request: &IncomingRequest) -> Answer {
         (Method::Post, ["v1", "notifications"]) => read_json::<NotificationJson>(request)
             .and_then(|n| with_wechat(|w| w.send_notification(&n.into())))
             .map(|d| delivery_json(into_delivery(d))),
+        (Method::Post, ["v1", "notifications", "check"]) => read_json::<NotificationJson>(request)
+            .and_then(|n| with_wechat(|w| w.check_notification(&n.into())))
+            .map(|_| json!({ "ok": true })),
+        (Method::Get, ["v1", "deliveries", msgid]) => msgid
+            .parse::<i64>()
+            .map_err(|_| Error::InvalidInput(format!("msgid must be an integer, got `{msgid}`")))
+            .and_then(|msgid| {
+                with_wechat(|w| w.template_outcome(msgid))?
+                    .map(|outcome| {
+                        json!({ "msgid": msgid, "status": outcome.status, "openid": outcome.openid, "at": outcome.at })
+                    })
+                    .ok_or_else(|| {
+                        Error::NotFound(format!("WeChat has not reported the final status of msgid {msgid} yet"))
+                    })
+            }),
         (Method::Get, ["v1", "users", kind, id]) => recipient(kind, id)
             .and_then(|r| with_wechat(|w| w.resolve_user(&r)))
             .map(|u| user_json(&u)),
@@ -89,6 +106,8 @@ fn route(request: &IncomingRequest) -> Answer {
         (
             _,
             ["v1", "notifications"]
+            | ["v1", "notifications", "check"]
+            | ["v1", "deliveries", _]
             | ["v1", "users", _, _]
             | ["v1", "login"]
             | ["callback", "oa" | "mini"],

@@ -431,6 +431,12 @@ async fn template_send_job_finish_is_recorded() {
         stored(&world, "cb", "msg/200163836").await,
         Some(json!({"status": "failed:user block", "openid": openid, "at": 1_714_037_000}))
     );
+    // The component's API reports it by msgid, as the server's notification status will.
+    let answer = call(&cb, "GET", "/v1/deliveries/200163836", "", false).await;
+    assert_eq!(answer.status, 200);
+    let status: Value = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(status["status"], "failed:user block");
+    assert_eq!(status["msgid"], 200_163_836);
 }
 
 #[tokio::test]

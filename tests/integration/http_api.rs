@@ -96,3 +96,60 @@ async fn bad_requests_get_a_clear_4xx() {
         "no bad request reached WeChat"
     );
 }
+
+#[tokio::test]
+async fn checks_without_sending_and_reports_final_template_status() {
+    let world = World::in_memory().await;
+    let valid = json!({
+        "recipient": {"mini_program": "oMP0000000000000000000000001"},
+        "channels": [{"subscribe_message": {"template_id": "TPL_ORDER_STATUS", "data": {"phrase2": "配送中"}}}],
+    });
+    let (status, answer) = call(
+        &world,
+        "POST",
+        "/v1/notifications/check",
+        &valid.to_string(),
+    )
+    .await;
+    assert_eq!((status, answer), (200, json!({"ok": true})));
+    let invalid = json!({
+        "recipient": {"mini_program": "oMP0000000000000000000000001"},
+        "channels": [{"subscribe_message": {"template_id": "TPL_ORDER_STATUS", "data": {"phrase2": "六个汉字短语"}}}],
+    });
+    let (status, error) = call(
+        &world,
+        "POST",
+        "/v1/notifications/check",
+        &invalid.to_string(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("phrase2"),
+        "{error}"
+    );
+    let (status, error) = call(
+        &world,
+        "POST",
+        "/v1/notifications/check",
+        &json!({"recipient": {"union": "a/b"}, "channels": []}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 400, "{error}");
+    assert!(
+        world.sandbox.state().requests().is_empty(),
+        "checking never calls WeChat"
+    );
+
+    let (status, error) = call(&world, "GET", "/v1/deliveries/42", "").await;
+    assert_eq!(status, 404);
+    assert!(
+        error["error"]["message"].as_str().unwrap().contains("42"),
+        "{error}"
+    );
+    let (status, _) = call(&world, "GET", "/v1/deliveries/forty-two", "").await;
+    assert_eq!(status, 400);
+}
