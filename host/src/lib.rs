@@ -14,6 +14,10 @@
 //! [`Tenant::sync_followers`] (`accounts`), and [`Tenant::handle_http`] (the component's JSON API
 //! over `wasi:http/incoming-handler`).
 //!
+//! [`serve`] is the HTTP service (`wxnotify serve`): an API that accepts notifications into the
+//! durable outbox of [`wxnotify_store::outbox`], outbox workers that deliver them, WeChat's
+//! callback routes and Prometheus metrics.
+//!
 //! # Embedding
 //!
 //! ```no_run
@@ -68,6 +72,7 @@ pub mod error;
 mod incoming_handler;
 mod notifier;
 mod runtime;
+pub mod serve;
 pub mod storage;
 pub mod tenant;
 pub mod wasi_config;

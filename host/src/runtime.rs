@@ -35,6 +35,9 @@ pub struct Limits {
     pub deadline: Duration,
     /// Calls of this tenant that may run at once; more wait for a slot.
     pub concurrency: usize,
+    /// Notifications `wxnotify serve`'s workers send per second for this tenant, per process
+    /// (`None`: unlimited). Calls made directly through [`Tenant`] are not limited by it.
+    pub sends_per_second: Option<u32>,
 }
 
 impl Default for Limits {
@@ -43,6 +46,7 @@ impl Default for Limits {
             memory_bytes: 64 << 20,
             deadline: Duration::from_secs(60),
             concurrency: 256,
+            sends_per_second: None,
         }
     }
 }
@@ -259,6 +263,12 @@ impl Runtime {
             ))
         })?;
         Ok((Plugin { pre, source }, from))
+    }
+
+    /// Calls `observer` for every outgoing request of every tenant (past and future ones), once
+    /// the tenant's allow-list has let it through; `None` removes it.
+    pub fn set_egress_observer(&self, observer: Option<crate::wasi_http::EgressObserver>) {
+        self.http.set_observer(observer);
     }
 
     /// The storage of tenants added without their own.

@@ -10,12 +10,14 @@
 //! allowed_hosts = ["api.weixin.qq.com"]    # default: the host of api_base
 //! token_mode = "stable"                    # or "classic"
 //! plugin = "plugins/shop.wasm"             # default: the built-in component
+//! api_key_env = "SHOP_API_KEY"             # `wxnotify serve`: the Bearer key of /v1/shop/…
 //! storage = { backend = "sqlite", path = "shop.sqlite3" }   # default: [storage]
 //!
 //! [tenants.shop.limits]
 //! memory_mb = 64                           # per call
 //! deadline_ms = 60000                      # per call, HTTP included
 //! concurrency = 256                        # calls at once
+//! sends_per_second = 50                    # `wxnotify serve` workers; default unlimited
 //!
 //! [tenants.shop.mini_program]
 //! appid = "wx5ad0b5d1ba5d0001"
@@ -147,6 +149,10 @@ pub struct TenantSpec {
     pub mini_program: Option<AccountSpec>,
     /// The official account.
     pub official_account: Option<AccountSpec>,
+    /// The environment variable holding the API key `wxnotify serve` requires (as
+    /// `Authorization: Bearer …`) on this tenant's `/v1/{tenant}/…` routes. Without it the
+    /// tenant's API is closed (403); its WeChat callback routes stay open.
+    pub api_key_env: Option<String>,
 }
 
 /// A configuration value: written in the file, or read from the environment.
@@ -192,6 +198,8 @@ pub struct LimitsSpec {
     pub deadline_ms: Option<u64>,
     /// Calls that may run at once.
     pub concurrency: Option<usize>,
+    /// Notifications `wxnotify serve`'s workers send per second (per process); default unlimited.
+    pub sends_per_second: Option<u32>,
 }
 
 /// AppID and AppSecret of one WeChat account.
@@ -317,6 +325,34 @@ impl TenantsFile {
     }
 }
 
+impl TenantsFile {
+    /// Every tenant's API key for `wxnotify serve`, read through `env` from its
+    /// `api_key_env` (`None`: the tenant has no key, its API is closed).
+    pub fn api_keys(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<BTreeMap<String, Option<String>>, ConfigError> {
+        self.tenants
+            .iter()
+            .map(|(id, spec)| {
+                let key = match &spec.api_key_env {
+                    None => None,
+                    Some(variable) => {
+                        Some(env(variable).filter(|k| !k.is_empty()).ok_or_else(|| {
+                            ConfigError::MissingSecret {
+                                tenant: id.clone(),
+                                field: "api_key_env".into(),
+                                variable: variable.clone(),
+                            }
+                        })?)
+                    }
+                };
+                Ok((id.clone(), key))
+            })
+            .collect()
+    }
+}
+
 impl LimitsSpec {
     fn resolve(&self) -> Result<Limits, (&'static str, String)> {
         let defaults = Limits::default();
@@ -342,10 +378,14 @@ impl LimitsSpec {
         if concurrency == 0 {
             return Err(("concurrency", "must be at least 1".into()));
         }
+        if self.sends_per_second == Some(0) {
+            return Err(("sends_per_second", "must be at least 1".into()));
+        }
         Ok(Limits {
             memory_bytes: usize::try_from(memory_mb << 20).unwrap_or(usize::MAX),
             deadline: std::time::Duration::from_millis(deadline_ms),
             concurrency,
+            sends_per_second: self.sends_per_second,
         })
     }
 }
@@ -496,6 +536,40 @@ secret_env = "SHOP_OA_SECRET"
     }
 
     #[test]
+    fn api_keys_and_send_rates_are_read() {
+        let text = r#"
+[tenants.shop]
+api_key_env = "SHOP_API_KEY"
+[tenants.shop.limits]
+sends_per_second = 5
+[tenants.shop.official_account]
+appid = "wxoa"
+secret = "s"
+"#;
+        let file = TenantsFile::parse(text, "t.toml").unwrap();
+        let keys = file
+            .api_keys(|v| (v == "SHOP_API_KEY").then(|| "k".to_owned()))
+            .unwrap();
+        assert_eq!(keys["shop"].as_deref(), Some("k"));
+        match file.api_keys(|_| None).unwrap_err() {
+            ConfigError::MissingSecret {
+                tenant,
+                field,
+                variable,
+            } => assert_eq!(
+                (tenant.as_str(), field.as_str(), variable.as_str()),
+                ("shop", "api_key_env", "SHOP_API_KEY")
+            ),
+            other => panic!("{other:?}"),
+        }
+        let tenants = file.resolve_all(|_| None).unwrap();
+        assert_eq!(tenants[0].limits.sends_per_second, Some(5));
+        let zero = text.replace("sends_per_second = 5", "sends_per_second = 0");
+        let file = TenantsFile::parse(&zero, "t.toml").unwrap();
+        assert!(file.resolve_all(|_| None).is_err());
+    }
+
+    #[test]
     fn a_missing_secret_names_tenant_field_and_variable() {
         let file = TenantsFile::parse(GOOD, "t.toml").unwrap();
         let err = file.resolve_all(|_| None).unwrap_err().to_string();
@@ -606,7 +680,8 @@ secret_env = "SHOP_OA_SECRET"
             Limits {
                 memory_bytes: 32 << 20,
                 deadline: std::time::Duration::from_millis(500),
-                concurrency: 2
+                concurrency: 2,
+                sends_per_second: None,
             }
         );
         assert_eq!(

@@ -77,11 +77,19 @@ impl Default for HttpLimits {
     }
 }
 
+/// Told about every outgoing request a tenant's component makes once the allow-list has let it
+/// through: `(tenant, uri)`. `wxnotify serve` counts access-token fetches with it. It runs on the
+/// request path, so it must be cheap; the URI may carry credentials in its query (see [`redact`]).
+pub type EgressObserver = Arc<dyn Fn(&str, &http::Uri) + Send + Sync>;
+
 /// The HTTP client every tenant's requests share: one connection pool, one TLS configuration.
 #[derive(Clone)]
 pub struct HttpClient {
     client: Client<HttpsConnector<HttpConnector>, WasiBody>,
     limits: HttpLimits,
+    // Shared by every clone (each tenant holds one), so an observer set after tenants were
+    // added still sees their requests.
+    observer: Arc<std::sync::RwLock<Option<EgressObserver>>>,
 }
 
 impl HttpClient {
@@ -109,7 +117,30 @@ impl HttpClient {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(https);
-        Ok(HttpClient { client, limits })
+        Ok(HttpClient {
+            client,
+            limits,
+            observer: Arc::default(),
+        })
+    }
+
+    /// Sets (or with `None` removes) the [`EgressObserver`] of this client and all its clones.
+    pub fn set_observer(&self, observer: Option<EgressObserver>) {
+        *self
+            .observer
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = observer;
+    }
+
+    fn observe(&self, tenant: &str, uri: &http::Uri) {
+        let observer = self
+            .observer
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(observer) = observer {
+            observer(tenant, uri);
+        }
     }
 
     async fn send(
@@ -215,6 +246,7 @@ impl WasiHttpHooks for EgressHooks {
             return Box::new(async move { Err(HttpError::HttpRequestBodySize(Some(max))) });
         }
         tracing::debug!(tenant = %self.tenant, method = %request.method(), url = %redact(&uri), "egress");
+        self.client.observe(&self.tenant, &uri);
         let client = self.client.clone();
         Box::new(async move {
             let response = client.send(request, options).await?;

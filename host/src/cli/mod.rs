@@ -13,6 +13,7 @@ mod demo;
 mod output;
 mod plugin;
 mod sandbox;
+mod serve;
 
 use std::path::PathBuf;
 
@@ -95,6 +96,10 @@ enum Command {
     ///
     /// Example: wxnotify sandbox --bind 127.0.0.1:8900 --followers 1000
     Sandbox(sandbox::SandboxCommand),
+    /// Serve the HTTP API, WeChat's callback routes and the outbox workers.
+    ///
+    /// Example: wxnotify serve --bind 0.0.0.0:8080 --workers 8
+    Serve(serve::ServeCommand),
     /// Run the whole flow against an in-process sandbox: no account, no server needed.
     ///
     /// Example: wxnotify demo
@@ -114,6 +119,7 @@ impl Cli {
             Command::Plugin(c) => c.execute(json).await,
             Command::Sandbox(c) => c.execute(json).await,
             Command::Demo(c) => c.execute(json).await,
+            Command::Serve(c) => c.execute(json).await,
         }
     }
 }

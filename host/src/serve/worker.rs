@@ -1,0 +1,475 @@
+//! The outbox workers: claim due messages, hand each to its tenant's component, settle it.
+//!
+//! What a component's answer means for the message is decided by [`classify`], a pure function:
+//! a delivery completes it, business refusals fail it (never retried: WeChat or the user said
+//! no), transient trouble retries it with exponential backoff, and the daily quota (45009)
+//! pauses the tenant until WeChat resets it at midnight China time.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use tokio::sync::watch;
+use wxnotify_store::outbox::{Claimed, Outcome, next_cst_midnight};
+
+use super::AppState;
+use crate::error::Error;
+
+/// Messages one claim takes.
+const CLAIM_BATCH: usize = 8;
+/// How long a worker waits when nothing is due.
+const IDLE: Duration = Duration::from_millis(50);
+/// Added to the longest tenant deadline for the lease, so a send that ends at its deadline is
+/// still settled by its worker before anyone else may take the message over.
+pub(super) const LEASE_MARGIN: Duration = Duration::from_secs(30);
+/// The longest backoff between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// The retry delay for 45011 (API frequency limit): it clears within a minute.
+const FREQUENCY_RETRY: Duration = Duration::from_secs(60);
+/// WeChat's "daily quota reached" errcode: nothing gets through before midnight CST.
+const DAILY_QUOTA_ERRCODE: i64 = 45009;
+
+/// What to do with a message after one attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Decision {
+    /// Sent: complete it as delivered with the component's answer as detail.
+    Delivered {
+        /// The component's delivery JSON.
+        detail: String,
+        /// The channel that delivered, for metrics.
+        channel: String,
+    },
+    /// Final failure: complete it as failed.
+    Failed {
+        /// Why.
+        detail: String,
+    },
+    /// Try again after `after`.
+    Retry {
+        /// The delay.
+        after: Duration,
+        /// Why.
+        detail: String,
+    },
+    /// The tenant is out of daily quota: pause it and retry at `until`.
+    Pause {
+        /// Midnight CST.
+        until: SystemTime,
+        /// Why.
+        detail: String,
+    },
+}
+
+/// The delay before the next attempt after `attempts` attempts: 1 s·2^(attempts−1), at most
+/// 5 min, scaled by `1 + 0.2·jitter` (`jitter` in −1..=1) so that messages that failed together
+/// do not come back together.
+pub(crate) fn backoff(attempts: u32, jitter: f64) -> Duration {
+    let exponent = attempts.saturating_sub(1).min(16);
+    let base = Duration::from_secs(1u64 << exponent).min(MAX_BACKOFF);
+    base.mul_f64(1.0 + 0.2 * jitter.clamp(-1.0, 1.0))
+}
+
+/// Decides what an attempt's result means; `jitter` as for [`backoff`].
+pub(crate) fn classify(
+    result: &Result<http::Response<Bytes>, Error>,
+    attempts: u32,
+    now: SystemTime,
+    jitter: f64,
+) -> Decision {
+    let retry = |detail: String| Decision::Retry {
+        after: backoff(attempts, jitter),
+        detail,
+    };
+    let response = match result {
+        Ok(response) => response,
+        // Transient: a slow WeChat, a trap, storage trouble. The message may have been sent if
+        // the deadline struck after WeChat accepted it; at least once is the contract.
+        Err(error @ (Error::Deadline { .. } | Error::Component { .. } | Error::Storage(_))) => {
+            return retry(error.to_string());
+        }
+        // Unknown tenant, memory limit, configuration: retrying gives the same answer.
+        Err(error) => {
+            return Decision::Failed {
+                detail: error.to_string(),
+            };
+        }
+    };
+    let body = String::from_utf8_lossy(response.body()).into_owned();
+    let json: Option<serde_json::Value> = serde_json::from_slice(response.body()).ok();
+    let status = response.status();
+    if status.is_success() {
+        let channel = json
+            .as_ref()
+            .and_then(|j| j.get("channel"))
+            .and_then(|c| c.as_str())
+            .unwrap_or("unknown")
+            .to_owned();
+        return Decision::Delivered {
+            detail: body,
+            channel,
+        };
+    }
+    let error = json.as_ref().and_then(|j| j.get("error"));
+    let kind = error.and_then(|e| e.get("kind")).and_then(|k| k.as_str());
+    let errcode = error
+        .and_then(|e| e.get("errcode"))
+        .and_then(serde_json::Value::as_i64);
+    match kind {
+        Some("unavailable") => retry(body),
+        Some("quota") if errcode == Some(DAILY_QUOTA_ERRCODE) => Decision::Pause {
+            until: next_cst_midnight(now),
+            detail: body,
+        },
+        Some("quota") => Decision::Retry {
+            after: FREQUENCY_RETRY,
+            detail: body,
+        },
+        Some(_) => Decision::Failed { detail: body },
+        // No error JSON: the status says whether to retry (the component's own convention).
+        None if status.is_server_error() || status.as_u16() == 429 => retry(body),
+        None => Decision::Failed { detail: body },
+    }
+}
+
+/// A token bucket: `rate` sends per second, bursts of up to `rate`.
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// Per-tenant send rates, shared by the workers of one server.
+#[derive(Default)]
+pub(crate) struct RateLimits {
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+impl RateLimits {
+    /// Takes one send of `tenant`'s budget of `rate` per second; returns how long to wait first.
+    pub(crate) fn reserve(&self, tenant: &str, rate: u32, now: Instant) -> Duration {
+        let rate = f64::from(rate.max(1));
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        let bucket = buckets.entry(tenant.to_owned()).or_insert(Bucket {
+            tokens: rate,
+            at: now,
+        });
+        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * rate).min(rate) - 1.0;
+        bucket.at = now;
+        // A negative balance is the queue of sends reserved ahead: each waits its turn.
+        if bucket.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-bucket.tokens / rate)
+        }
+    }
+}
+
+/// Runs one worker until `stop` turns true; then it finishes the send in progress, hands the
+/// rest of its claim back to the queue and returns.
+pub(crate) async fn run(state: AppState, name: String, mut stop: watch::Receiver<bool>) {
+    let mut last_purge: Option<Instant> = None;
+    let is_first = name.ends_with("/0");
+    while !*stop.borrow() {
+        // One worker per server does the housekeeping.
+        if is_first && last_purge.is_none_or(|at| at.elapsed() >= Duration::from_secs(3600)) {
+            last_purge = Some(Instant::now());
+            purge(&state).await;
+        }
+        let lease = state.lease();
+        let claimed = match state.outbox.claim(&name, CLAIM_BATCH, lease).await {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                tracing::warn!(worker = %name, "claim failed: {error}");
+                idle(&mut stop, Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if claimed.is_empty() {
+            idle(&mut stop, IDLE).await;
+            continue;
+        }
+        let mut messages = claimed.into_iter();
+        for message in messages.by_ref() {
+            if *stop.borrow() {
+                release(&state, &message).await;
+                break;
+            }
+            process(&state, message, &mut stop).await;
+        }
+        // Claimed but not started before shutdown: due again at once for another worker.
+        for message in messages {
+            release(&state, &message).await;
+        }
+    }
+}
+
+async fn idle(stop: &mut watch::Receiver<bool>, wait: Duration) {
+    let _ = tokio::time::timeout(wait, stop.changed()).await;
+}
+
+async fn release(state: &AppState, message: &Claimed) {
+    if let Err(error) = state
+        .outbox
+        .retry(&message.id, SystemTime::now(), "released at shutdown")
+        .await
+    {
+        // The lease expires on its own: the message is only late, not lost.
+        tracing::warn!(id = %message.id, "releasing at shutdown failed: {error}");
+    }
+}
+
+async fn purge(state: &AppState) {
+    let week_ago = SystemTime::now() - Duration::from_secs(7 * 24 * 3600);
+    match state.outbox.purge_finished(week_ago, 1000).await {
+        Ok(0) => {}
+        Ok(purged) => tracing::info!("purged {purged} finished messages older than 7 days"),
+        Err(error) => tracing::warn!("purging finished messages failed: {error}"),
+    }
+}
+
+async fn process(state: &AppState, message: Claimed, stop: &mut watch::Receiver<bool>) {
+    let tenant = match state.runtime.tenant(&message.tenant) {
+        Ok(tenant) => tenant,
+        Err(error) => {
+            settle(
+                state,
+                &message,
+                Decision::Failed {
+                    detail: error.to_string(),
+                },
+            )
+            .await;
+            return;
+        }
+    };
+    if let Some(rate) = tenant.limits().sends_per_second {
+        let wait = state
+            .rate_limits
+            .reserve(&message.tenant, rate, Instant::now());
+        if !wait.is_zero() && tokio::time::timeout(wait, stop.changed()).await.is_ok() {
+            // Shutting down while waiting for the budget: not started, so hand it back.
+            release(state, &message).await;
+            return;
+        }
+    }
+    let request = http::Request::post(format!("{}/v1/notifications", super::api::COMPONENT_ORIGIN))
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Bytes::from(message.payload.clone()))
+        .expect("a valid request");
+    let started = Instant::now();
+    let result = tenant.handle_http(request).await;
+    state
+        .metrics
+        .send_duration
+        .observe(started.elapsed().as_secs_f64());
+    let jitter = rand::random_range(-1.0..=1.0);
+    let decision = classify(&result, message.attempts, SystemTime::now(), jitter);
+    settle(state, &message, decision).await;
+}
+
+/// The channel named by the first channel of a notification payload, for metrics of messages
+/// that were not delivered.
+fn payload_channel(payload: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(payload)
+        .ok()
+        .and_then(|v| {
+            v.get("channels")?
+                .get(0)?
+                .as_object()?
+                .keys()
+                .next()
+                .cloned()
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+async fn settle(state: &AppState, message: &Claimed, decision: Decision) {
+    let count = |channel: &str, outcome: &str| {
+        state
+            .metrics
+            .sends
+            .with_label_values(&[message.tenant.as_str(), channel, outcome])
+            .inc();
+    };
+    let now = SystemTime::now();
+    let settled = match decision {
+        Decision::Delivered { detail, channel } => {
+            count(&channel, "delivered");
+            state
+                .outbox
+                .complete(&message.id, Outcome::Delivered { detail })
+                .await
+        }
+        Decision::Failed { detail } => {
+            tracing::info!(id = %message.id, tenant = %message.tenant, "failed: {detail}");
+            count(&payload_channel(&message.payload), "failed");
+            state
+                .outbox
+                .complete(&message.id, Outcome::Failed { detail })
+                .await
+        }
+        Decision::Retry { after, detail } => {
+            tracing::debug!(id = %message.id, tenant = %message.tenant, attempts = message.attempts, "retry in {after:?}: {detail}");
+            count(&payload_channel(&message.payload), "retried");
+            state.outbox.retry(&message.id, now + after, &detail).await
+        }
+        Decision::Pause { until, detail } => {
+            tracing::warn!(tenant = %message.tenant, "daily quota reached: pausing the tenant until midnight CST");
+            count(&payload_channel(&message.payload), "retried");
+            if let Err(error) = state.outbox.pause_tenant(&message.tenant, until).await {
+                tracing::warn!(tenant = %message.tenant, "pausing failed: {error}");
+            }
+            state.outbox.retry(&message.id, until, &detail).await
+        }
+    };
+    if let Err(error) = settled {
+        // The lease will expire and the message be sent again: at least once.
+        tracing::warn!(id = %message.id, "settling failed: {error}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    fn answer(status: u16, body: &str) -> Result<http::Response<Bytes>, Error> {
+        Ok(http::Response::builder()
+            .status(status)
+            .body(Bytes::from(body.to_owned()))
+            .unwrap())
+    }
+
+    fn error(kind: &str, errcode: Option<i64>) -> String {
+        let mut error = serde_json::json!({"kind": kind, "message": "m"});
+        if let Some(code) = errcode {
+            error["errcode"] = code.into();
+        }
+        serde_json::json!({ "error": error }).to_string()
+    }
+
+    #[test]
+    fn backoff_doubles_caps_and_jitters() {
+        assert_eq!(backoff(1, 0.0), Duration::from_secs(1));
+        assert_eq!(backoff(2, 0.0), Duration::from_secs(2));
+        assert_eq!(backoff(5, 0.0), Duration::from_secs(16));
+        assert_eq!(backoff(9, 0.0), Duration::from_secs(256));
+        assert_eq!(backoff(10, 0.0), Duration::from_secs(300));
+        assert_eq!(backoff(u32::MAX, 0.0), Duration::from_secs(300));
+        assert_eq!(backoff(0, 0.0), Duration::from_secs(1));
+        assert_eq!(backoff(3, 1.0), Duration::from_millis(4800));
+        assert_eq!(backoff(3, -1.0), Duration::from_millis(3200));
+        assert_eq!(backoff(10, 5.0), Duration::from_secs(360));
+    }
+
+    #[test]
+    fn classifies_component_answers() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let delivered = classify(
+            &answer(200, r#"{"channel":"template_message","msgid":1}"#),
+            1,
+            now,
+            0.0,
+        );
+        assert!(
+            matches!(&delivered, Decision::Delivered { channel, .. } if channel == "template_message")
+        );
+        assert_eq!(
+            classify(&answer(503, &error("unavailable", None)), 3, now, 0.0),
+            Decision::Retry {
+                after: Duration::from_secs(4),
+                detail: error("unavailable", None)
+            }
+        );
+        assert_eq!(
+            classify(&answer(429, &error("quota", Some(45009))), 1, now, 0.0),
+            Decision::Pause {
+                until: next_cst_midnight(now),
+                detail: error("quota", Some(45009))
+            }
+        );
+        assert!(matches!(
+            classify(&answer(429, &error("quota", Some(45011))), 1, now, 0.0),
+            Decision::Retry { after, .. } if after == FREQUENCY_RETRY
+        ));
+        for kind in [
+            "refused",
+            "rejected",
+            "invalid_input",
+            "not_found",
+            "auth",
+            "config",
+            "api",
+        ] {
+            assert!(
+                matches!(
+                    classify(&answer(400, &error(kind, Some(43101))), 1, now, 0.0),
+                    Decision::Failed { .. }
+                ),
+                "{kind}"
+            );
+        }
+        assert!(matches!(
+            classify(&answer(502, "bad gateway"), 1, now, 0.0),
+            Decision::Retry { .. }
+        ));
+        assert!(matches!(
+            classify(&answer(400, "nonsense"), 1, now, 0.0),
+            Decision::Failed { .. }
+        ));
+    }
+
+    #[test]
+    fn classifies_host_errors() {
+        let now = SystemTime::now();
+        let deadline = Err(Error::Deadline {
+            tenant: "t".into(),
+            deadline_ms: 100,
+        });
+        assert!(matches!(
+            classify(&deadline, 1, now, 0.0),
+            Decision::Retry { .. }
+        ));
+        let trap = Err(Error::Component {
+            tenant: "t".into(),
+            message: "trap".into(),
+        });
+        assert!(matches!(
+            classify(&trap, 1, now, 0.0),
+            Decision::Retry { .. }
+        ));
+        let unknown = Err(Error::UnknownTenant("t".into()));
+        assert!(matches!(
+            classify(&unknown, 1, now, 0.0),
+            Decision::Failed { .. }
+        ));
+    }
+
+    #[test]
+    fn token_bucket_spaces_sends() {
+        let limits = RateLimits::default();
+        let start = Instant::now();
+        assert_eq!(limits.reserve("t", 2, start), Duration::ZERO);
+        assert_eq!(limits.reserve("t", 2, start), Duration::ZERO);
+        assert_eq!(limits.reserve("t", 2, start), Duration::from_millis(500));
+        assert_eq!(limits.reserve("t", 2, start), Duration::from_secs(1));
+        // Other tenants have their own budget.
+        assert_eq!(limits.reserve("u", 2, start), Duration::ZERO);
+        assert_eq!(
+            limits.reserve("t", 2, start + Duration::from_secs(10)),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn names_the_channel_of_a_payload() {
+        assert_eq!(
+            payload_channel(
+                br#"{"recipient":{"union":"u"},"channels":[{"subscribe_message":{}}]}"#
+            ),
+            "subscribe_message"
+        );
+        assert_eq!(payload_channel(b"[]"), "unknown");
+    }
+}

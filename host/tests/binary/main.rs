@@ -1,0 +1,45 @@
+//! The `wxnotify` binary as it is run: commands against the sandbox, and `wxnotify serve` in
+//! separate processes — killed, sharing a queue, facing a faulty WeChat.
+//!
+//! One test binary for all of them: each links wasmtime.
+
+// A redis-server of the test's own (shared with the workspace's other test crate).
+#[path = "../../../tests/src/redis_server.rs"]
+mod redis_server;
+
+// The commands: send, sync-followers, plugin, exit codes, output.
+mod commands;
+// `wxnotify serve`: crash, two servers on one Redis, the fault run.
+mod serve;
+// `wxnotify serve`'s HTTP API: submission, status, auth, callbacks, operations.
+mod serve_api;
+
+/// Starts `wxnotify serve --bind 127.0.0.1:0` in `dir` (which holds `wxnotify.toml`) with
+/// `env` and `args`; returns the process and the `IP:PORT` it listens on.
+fn start_serve(
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wxnotify"))
+        .current_dir(dir)
+        .env("WXNOTIFY_TENANTS", dir.join("wxnotify.toml"))
+        .env("WXNOTIFY_CACHE_DIR", dir.join("cache"))
+        .envs(env.iter().copied())
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("wxnotify serve starts");
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("piped"))
+        .read_line(&mut first)
+        .expect("a first line");
+    let addr = first
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
+        .to_owned();
+    (child, addr)
+}

@@ -1,0 +1,556 @@
+//! `wxnotify serve` as a backend and WeChat see it: the binary, a tenants file on disk, the
+//! in-process WeChat API sandbox.
+
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+use wxnotify_sandbox::{Fault, FaultAction, Sandbox, SandboxConfig, SeedUser};
+
+const KEY: &str = "test-api-key-0123456789";
+
+/// A running `wxnotify serve`, killed on drop.
+struct Served {
+    child: Child,
+    base: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Answer {
+    status: u16,
+    content_type: String,
+    body: Bytes,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): {} {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+impl Served {
+    async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        content_type: Option<&str>,
+        body: impl Into<Bytes>,
+    ) -> Answer {
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        if let Some(key) = key {
+            request = request.header("authorization", format!("Bearer {key}"));
+        }
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let response = self
+            .client
+            .request(request.body(Full::new(body.into())).unwrap())
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        Answer {
+            status,
+            content_type,
+            body,
+        }
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        self.request("GET", path, Some(KEY), None, Bytes::new())
+            .await
+    }
+
+    async fn post_json(&self, path: &str, body: &Value) -> Answer {
+        self.request(
+            "POST",
+            path,
+            Some(KEY),
+            Some("application/json"),
+            body.to_string(),
+        )
+        .await
+    }
+
+    /// Polls the notification until it is final.
+    async fn wait_final(&self, id: &str) -> Value {
+        let started = Instant::now();
+        loop {
+            let answer = self.get(&format!("/v1/shop/notifications/{id}")).await;
+            assert_eq!(answer.status, 200, "{}", answer.text());
+            let status = answer.json();
+            if matches!(status["state"].as_str(), Some("delivered" | "failed")) {
+                return status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "still not final: {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Starts `wxnotify serve --bind 127.0.0.1:0` with tenant `shop` (API key set), tenant
+/// `closed` (no key), both on the sandbox, on SQLite in a temporary directory.
+async fn serve(sandbox: &Sandbox) -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let (mini, oa) = (sandbox.state().mini_app(), sandbox.state().oa_app());
+    let tenant = |id: &str, key: &str| {
+        format!(
+            "[tenants.{id}]\napi_base = \"{base}\"\n{key}\n\
+             [tenants.{id}.mini_program]\nappid = \"{}\"\nsecret_env = \"SHOP_MINI_SECRET\"\n\
+             [tenants.{id}.official_account]\nappid = \"{}\"\nsecret_env = \"SHOP_OA_SECRET\"\n\
+             [tenants.{id}.config]\noa_callback_token = \"AAAAA\"\ncallback_max_age_secs = \"0\"\n",
+            mini.appid,
+            oa.appid,
+            base = sandbox.base_url(),
+        )
+    };
+    std::fs::write(
+        dir.path().join("wxnotify.toml"),
+        format!(
+            "[storage]\nbackend = \"sqlite\"\npath = \"wxnotify.sqlite3\"\n\n{}\n{}",
+            tenant("shop", "api_key_env = \"SHOP_API_KEY\""),
+            tenant("closed", "")
+        ),
+    )
+    .unwrap();
+    let (child, addr) = crate::start_serve(
+        dir.path(),
+        &[
+            ("SHOP_MINI_SECRET", &mini.secret),
+            ("SHOP_OA_SECRET", &oa.secret),
+            ("SHOP_API_KEY", KEY),
+        ],
+        &["--workers", "2"],
+    );
+    let base = format!("http://{addr}");
+    Served {
+        child,
+        base,
+        client: Client::builder(TokioExecutor::new()).build_http(),
+        _dir: dir,
+    }
+}
+
+fn shipped(oa_openid: &str, key: Option<&str>) -> Value {
+    let mut notification = json!({
+        "recipient": { "official_account": oa_openid },
+        "channels": [{ "template_message": {
+            "template_id": "TPL_ORDER_SHIPPED",
+            "data": { "thing1": "Your order has shipped" }
+        }}],
+    });
+    if let Some(key) = key {
+        notification["idempotency_key"] = key.into();
+    }
+    notification
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn submits_one_and_a_batch_and_they_are_delivered() {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let user = sandbox.state().add_user(SeedUser {
+        follows_oa: true,
+        has_unionid: true,
+        ..SeedUser::default()
+    });
+    let oa = user.oa_openid.unwrap();
+    let served = serve(&sandbox).await;
+
+    let one = served
+        .post_json("/v1/shop/notifications", &shipped(&oa, Some("order-1")))
+        .await;
+    assert_eq!(one.status, 202, "{}", one.text());
+    let one = one.json();
+    assert_eq!(one["duplicate"], false);
+    let id = one["id"].as_str().unwrap().to_owned();
+
+    // The same idempotency key again: the first message, nothing stored.
+    let again = served
+        .post_json("/v1/shop/notifications", &shipped(&oa, Some("order-1")))
+        .await;
+    assert_eq!(again.status, 202);
+    assert_eq!(again.json()["id"], id.as_str());
+    assert_eq!(again.json()["duplicate"], true);
+
+    let batch = served
+        .post_json(
+            "/v1/shop/notifications",
+            &json!({ "notifications": [shipped(&oa, Some("order-2")), shipped(&oa, None), shipped(&oa, Some("order-1"))] }),
+        )
+        .await;
+    assert_eq!(batch.status, 202, "{}", batch.text());
+    let batch = batch.json();
+    assert_eq!(batch["ids"].as_array().unwrap().len(), 3);
+    assert_eq!(batch["duplicates"], json!([false, false, true]));
+    assert_eq!(batch["ids"][2], id.as_str());
+
+    let status = served.wait_final(&id).await;
+    assert_eq!(status["state"], "delivered", "{status}");
+    assert!(status["attempts"].as_u64().unwrap() >= 1);
+    assert_eq!(status["detail"]["channel"], "template_message");
+    assert!(status.get("wechat_status").is_some());
+    for id in batch["ids"].as_array().unwrap() {
+        let status = served.wait_final(id.as_str().unwrap()).await;
+        assert_eq!(status["state"], "delivered", "{status}");
+    }
+    assert_eq!(sandbox.delivered_template_messages().len(), 3);
+
+    // Another tenant cannot see it; an unknown id is 404.
+    let closed = served
+        .request(
+            "GET",
+            &format!("/v1/closed/notifications/{id}"),
+            Some(KEY),
+            None,
+            "",
+        )
+        .await;
+    assert_eq!(closed.status, 403);
+    let missing = served
+        .get("/v1/shop/notifications/01ARZ3NDEKTSV4RRFFQ69G5FAV")
+        .await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.json()["error"]["kind"], "not_found");
+
+    // Users are forwarded to the component.
+    let resolved = served.get(&format!("/v1/shop/users/oa/{oa}")).await;
+    assert_eq!(resolved.status, 200, "{}", resolved.text());
+    assert_eq!(resolved.json()["oa_openid"], oa.as_str());
+
+    // The counters saw it.
+    let metrics = served.get("/metrics").await;
+    assert_eq!(metrics.status, 200);
+    let text = metrics.text();
+    assert!(
+        text.contains(r#"wxnotify_sends_total{channel="template_message",outcome="delivered",tenant="shop"} 3"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"wxnotify_token_fetches_total{tenant="shop"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("wxnotify_send_duration_seconds_count 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"wxnotify_outbox_queued{tenant="shop"} 0"#),
+        "{text}"
+    );
+    assert!(text.contains("wxnotify_outbox_in_flight 0"), "{text}");
+    sandbox.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refusals_fail_at_once_and_the_daily_quota_waits() {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    // Known to the OA but not following it: WeChat refuses template messages (43004).
+    let stranger = sandbox.state().add_user(SeedUser {
+        follows_oa: false,
+        has_unionid: true,
+        ..SeedUser::default()
+    });
+    let follower = sandbox.state().add_user(SeedUser {
+        follows_oa: true,
+        has_unionid: true,
+        ..SeedUser::default()
+    });
+    let served = serve(&sandbox).await;
+
+    let refused = served
+        .post_json(
+            "/v1/shop/notifications",
+            &shipped(stranger.oa_openid.as_deref().unwrap(), None),
+        )
+        .await;
+    assert_eq!(refused.status, 202, "{}", refused.text());
+    let status = served
+        .wait_final(refused.json()["id"].as_str().unwrap())
+        .await;
+    assert_eq!(status["state"], "failed", "{status}");
+    assert_eq!(status["attempts"], 1, "never retried: {status}");
+    assert_eq!(status["wechat_status"], Value::Null);
+
+    // 45009: the tenant is paused until midnight China time, the message waits in the queue.
+    sandbox.state().inject(Fault {
+        endpoint: "/cgi-bin/message/template/send".into(),
+        action: FaultAction::Errcode {
+            errcode: 45009,
+            errmsg: "reach max api daily quota limit".into(),
+        },
+        times: None,
+        probability: 1.0,
+    });
+    let quota = served
+        .post_json(
+            "/v1/shop/notifications",
+            &shipped(follower.oa_openid.as_deref().unwrap(), None),
+        )
+        .await;
+    assert_eq!(quota.status, 202, "{}", quota.text());
+    let id = quota.json()["id"].as_str().unwrap().to_owned();
+    let started = Instant::now();
+    let status = loop {
+        let status = served
+            .get(&format!("/v1/shop/notifications/{id}"))
+            .await
+            .json();
+        if status["state"] == "queued" && status["attempts"] == 1 {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status["detail"]["error"]["errcode"], 45009, "{status}");
+    let metrics = served.get("/metrics").await.text();
+    assert!(
+        metrics.contains(
+            r#"wxnotify_sends_total{channel="template_message",outcome="failed",tenant="shop"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"wxnotify_sends_total{channel="template_message",outcome="retried",tenant="shop"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"wxnotify_outbox_queued{tenant="shop"} 1"#),
+        "{metrics}"
+    );
+    sandbox.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refuses_what_it_should() {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let served = serve(&sandbox).await;
+    let body = shipped("oOA0000000000000000000000001", None);
+
+    let no_key = served
+        .request(
+            "POST",
+            "/v1/shop/notifications",
+            None,
+            Some("application/json"),
+            body.to_string(),
+        )
+        .await;
+    assert_eq!(no_key.status, 401);
+    assert_eq!(no_key.json()["error"]["kind"], "unauthorized");
+    let wrong_key = served
+        .request(
+            "POST",
+            "/v1/shop/notifications",
+            Some("wrong"),
+            Some("application/json"),
+            body.to_string(),
+        )
+        .await;
+    assert_eq!(wrong_key.status, 401);
+    assert!(!wrong_key.text().contains(KEY));
+
+    let closed = served.post_json("/v1/closed/notifications", &body).await;
+    assert_eq!(closed.status, 403);
+    assert_eq!(closed.json()["error"]["kind"], "forbidden");
+
+    let unknown = served.post_json("/v1/nobody/notifications", &body).await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.json()["error"]["kind"], "not_found");
+
+    let too_large = served
+        .request(
+            "POST",
+            "/v1/shop/notifications",
+            Some(KEY),
+            Some("application/json"),
+            vec![b' '; (1 << 20) + 1],
+        )
+        .await;
+    assert_eq!(too_large.status, 413);
+
+    let malformed = served
+        .request(
+            "POST",
+            "/v1/shop/notifications",
+            Some(KEY),
+            Some("application/json"),
+            "{not json",
+        )
+        .await;
+    assert_eq!(malformed.status, 400);
+    assert_eq!(malformed.json()["error"]["kind"], "invalid_input");
+
+    // The component refuses it before anything is stored; in a batch, the error names the index.
+    let invalid = json!({ "recipient": { "official_account": "oOA0000000000000000000000001" }, "channels": [] });
+    let refused = served.post_json("/v1/shop/notifications", &invalid).await;
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    assert!(refused.json()["error"]["kind"].is_string());
+    let batch = served
+        .post_json(
+            "/v1/shop/notifications",
+            &json!({ "notifications": [body, invalid] }),
+        )
+        .await;
+    assert_eq!(batch.status, 400, "{}", batch.text());
+    assert_eq!(batch.json()["error"]["index"], 1);
+    let metrics = served.get("/metrics").await.text();
+    assert!(
+        metrics.contains(r#"wxnotify_outbox_queued{tenant="shop"} 0"#),
+        "{metrics}"
+    );
+    sandbox.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forwards_wechat_callbacks_and_serves_operations() {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let served = serve(&sandbox).await;
+
+    // §5.1: URL verification, no API key (WeChat signs instead).
+    let verified = served
+        .request(
+            "GET",
+            "/v1/shop/wechat/oa?signature=f464b24fc39322e44b38aa78f5edd27bd1441696&echostr=4375120948345356249&timestamp=1714036504&nonce=1514711492",
+            None,
+            None,
+            "",
+        )
+        .await;
+    assert_eq!(verified.status, 200, "{}", verified.text());
+    assert_eq!(verified.text(), "4375120948345356249");
+    assert!(verified.content_type.starts_with("text/plain"));
+    let forged = served
+        .request(
+            "GET",
+            "/v1/shop/wechat/oa?signature=0000000000000000000000000000000000000000&echostr=1&timestamp=1714036504&nonce=1514711492",
+            None,
+            None,
+            "",
+        )
+        .await;
+    assert!(forged.status >= 400, "{}", forged.text());
+    let too_large = served
+        .request(
+            "POST",
+            "/v1/shop/wechat/oa",
+            None,
+            Some("text/xml"),
+            vec![b'x'; (64 << 10) + 1],
+        )
+        .await;
+    assert_eq!(too_large.status, 413);
+    assert_eq!(
+        served
+            .request("GET", "/v1/shop/wechat/elsewhere", None, None, "")
+            .await
+            .status,
+        404
+    );
+
+    let health = served.get("/healthz").await;
+    assert_eq!(health.status, 200);
+    let ready = served.get("/readyz").await;
+    assert_eq!(ready.status, 200);
+    let openapi = served.get("/openapi.json").await;
+    assert_eq!(openapi.status, 200);
+    let doc = openapi.json();
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["paths"]["/v1/{tenant}/notifications"]["post"].is_object());
+    let metrics = served.get("/metrics").await.text();
+    for family in [
+        "wxnotify_outbox_in_flight",
+        "wxnotify_outbox_queued",
+        "wxnotify_send_duration_seconds",
+    ] {
+        assert!(metrics.contains(family), "{family} in {metrics}");
+    }
+
+    // SIGTERM: a graceful stop, exit code 0.
+    let pid = served.child.id().to_string();
+    let mut served = served;
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = served.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "still running after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.code(), Some(0));
+    sandbox.shutdown().await;
+}
+
+#[test]
+fn a_missing_api_key_variable_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    write_minimal(dir.path());
+    let output = Command::new(env!("CARGO_BIN_EXE_wxnotify"))
+        .env("WXNOTIFY_TENANTS", dir.path().join("wxnotify.toml"))
+        .env_remove("NOPE_API_KEY")
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("NOPE_API_KEY") && stderr.contains("api_key_env") && stderr.contains("`t`"),
+        "{stderr}"
+    );
+}
+
+fn write_minimal(dir: &Path) {
+    std::fs::write(
+        dir.join("wxnotify.toml"),
+        "[storage]\nbackend = \"memory\"\n[tenants.t]\napi_key_env = \"NOPE_API_KEY\"\n\
+         [tenants.t.official_account]\nappid = \"wxoa\"\nsecret = \"s\"\n",
+    )
+    .unwrap();
+}
