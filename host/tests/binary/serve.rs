@@ -32,6 +32,25 @@ fn write_tenants(dir: &Path, sandbox: &Sandbox, storage: &str) {
     .unwrap();
 }
 
+/// A sandbox that records every request of a 5 000-notification run.
+async fn big_sandbox() -> Sandbox {
+    let config = SandboxConfig {
+        record_limit: 1_000_000,
+        ..SandboxConfig::default()
+    };
+    Sandbox::start(config).await.unwrap()
+}
+
+/// The OA openid of a new user who does or does not follow the OA.
+fn oa_user(sandbox: &Sandbox, follows_oa: bool) -> String {
+    let seed = SeedUser {
+        follows_oa,
+        has_unionid: true,
+        ..SeedUser::default()
+    };
+    sandbox.state().add_user(seed).oa_openid.unwrap()
+}
+
 /// A running `wxnotify serve`; killed (SIGKILL) on drop.
 struct Server {
     child: Child,
@@ -149,21 +168,8 @@ fn sends_per_key(sandbox: &Sandbox) -> (HashMap<String, usize>, HashMap<String, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_server_killed_mid_delivery_loses_nothing_and_sends_nothing_twice() {
-    let sandbox = Sandbox::start(SandboxConfig {
-        record_limit: 1_000_000,
-        ..SandboxConfig::default()
-    })
-    .await
-    .unwrap();
-    let oa = sandbox
-        .state()
-        .add_user(SeedUser {
-            follows_oa: true,
-            has_unionid: true,
-            ..SeedUser::default()
-        })
-        .oa_openid
-        .unwrap();
+    let sandbox = big_sandbox().await;
+    let oa = oa_user(&sandbox, true);
     // Slow WeChat down a little, so the kill lands mid-delivery.
     sandbox.state().inject(Fault::new(
         "/cgi-bin/message/template/send",
@@ -223,21 +229,8 @@ async fn a_server_killed_mid_delivery_loses_nothing_and_sends_nothing_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_servers_on_one_redis_deliver_5000_once_with_one_token_fetch() {
     let redis = crate::redis_server::RedisServer::start();
-    let sandbox = Sandbox::start(SandboxConfig {
-        record_limit: 1_000_000,
-        ..SandboxConfig::default()
-    })
-    .await
-    .unwrap();
-    let oa = sandbox
-        .state()
-        .add_user(SeedUser {
-            follows_oa: true,
-            has_unionid: true,
-            ..SeedUser::default()
-        })
-        .oa_openid
-        .unwrap();
+    let sandbox = big_sandbox().await;
+    let oa = oa_user(&sandbox, true);
     let dir = tempfile::tempdir().unwrap();
     write_tenants(
         dir.path(),
@@ -276,30 +269,9 @@ async fn two_servers_on_one_redis_deliver_5000_once_with_one_token_fetch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_faulty_wechat_delays_but_never_loses_and_refusals_are_not_retried() {
-    let sandbox = Sandbox::start(SandboxConfig {
-        record_limit: 1_000_000,
-        ..SandboxConfig::default()
-    })
-    .await
-    .unwrap();
-    let follower = sandbox
-        .state()
-        .add_user(SeedUser {
-            follows_oa: true,
-            has_unionid: true,
-            ..SeedUser::default()
-        })
-        .oa_openid
-        .unwrap();
-    let stranger = sandbox
-        .state()
-        .add_user(SeedUser {
-            follows_oa: false,
-            has_unionid: true,
-            ..SeedUser::default()
-        })
-        .oa_openid
-        .unwrap();
+    let sandbox = big_sandbox().await;
+    let follower = oa_user(&sandbox, true);
+    let stranger = oa_user(&sandbox, false);
     let state = sandbox.state();
     state.inject(
         Fault::errcode("/cgi-bin/message/template/send", -1, "system error").probability(0.10),
