@@ -394,6 +394,17 @@ pub(crate) fn page_size(limit: usize) -> usize {
     limit.clamp(1, MAX_LIST_PAGE)
 }
 
+/// A `list_keys` answer from the first `limit + 1` keys after the cursor, in order: the extra
+/// key only says that another page exists, and the page's last key is where it starts.
+pub(crate) fn into_page(mut keys: Vec<String>, limit: usize) -> (Vec<String>, Option<String>) {
+    if keys.len() <= limit {
+        return (keys, None);
+    }
+    keys.truncate(limit);
+    let next = keys.last().cloned();
+    (keys, next)
+}
+
 /// The counter value `increment` stores: `current` (absent = 0) plus `delta`.
 ///
 /// Shared by all backends that can run Rust inside their atomic section, so that every backend

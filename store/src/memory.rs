@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::{
     CasOutcome, KeyValueBackend, Scope, StoreError, check_cursor, check_entries, check_key,
-    check_keys, check_value, incremented, page_size,
+    check_keys, check_value, incremented, into_page, page_size,
 };
 
 /// Entries of one scope, ordered so that `list_keys` can page with a range query.
@@ -114,18 +114,12 @@ impl KeyValueBackend for MemoryBackend {
         };
         let start = cursor.map_or(Bound::Unbounded, Bound::Excluded);
         // One key beyond the page tells whether another page exists.
-        let mut keys: Vec<String> = entries
+        let keys: Vec<String> = entries
             .range::<str, _>((start, Bound::Unbounded))
             .take(limit + 1)
             .map(|(key, _)| key.clone())
             .collect();
-        let next = if keys.len() > limit {
-            keys.truncate(limit);
-            keys.last().cloned()
-        } else {
-            None
-        };
-        Ok((keys, next))
+        Ok(into_page(keys, limit))
     }
 
     async fn increment(&self, scope: &Scope, key: &str, delta: i64) -> Result<i64, StoreError> {

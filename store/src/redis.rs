@@ -51,7 +51,7 @@ use ::redis::{
 
 use crate::{
     BoxError, CasOutcome, KeyValueBackend, Scope, StoreError, check_cursor, check_entries,
-    check_key, check_keys, check_value, page_size,
+    check_key, check_keys, check_value, into_page, page_size,
 };
 
 const BACKEND: &str = "redis";
@@ -525,13 +525,7 @@ impl KeyValueBackend for RedisBackend {
             keys.truncate(limit + 1);
         }
         keys.sort_unstable();
-        let next = if keys.len() > limit {
-            keys.truncate(limit);
-            keys.last().cloned()
-        } else {
-            None
-        };
-        Ok((keys, next))
+        Ok(into_page(keys, limit))
     }
 
     async fn increment(&self, scope: &Scope, key: &str, delta: i64) -> Result<i64, StoreError> {

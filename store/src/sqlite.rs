@@ -23,7 +23,7 @@ use tokio::sync::Semaphore;
 
 use crate::{
     BoxError, CasOutcome, KeyValueBackend, Scope, StoreError, check_cursor, check_entries,
-    check_key, check_keys, check_value, incremented, page_size,
+    check_key, check_keys, check_value, incremented, into_page, page_size,
 };
 
 const BACKEND: &str = "sqlite";
@@ -182,13 +182,7 @@ impl SqliteBackend {
     }
 
     fn finish(pool: Arc<Pool>, version: i64) -> Result<Self, StoreError> {
-        if version != SCHEMA_VERSION {
-            return Err(StoreError::UnsupportedSchema {
-                backend: BACKEND,
-                found: version,
-                supported: SCHEMA_VERSION,
-            });
-        }
+        require_schema(version, SCHEMA_VERSION)?;
         Ok(Self { pool })
     }
 
@@ -426,6 +420,19 @@ fn connect(
 }
 
 /// Creates the schema in a fresh file; returns the schema version now in the file.
+/// Refuses a file whose tables (`found`, from `PRAGMA user_version` or the migration) were
+/// created by another schema version than the one this build `supports`.
+pub(crate) fn require_schema(found: i64, supported: i64) -> Result<(), StoreError> {
+    if found == supported {
+        return Ok(());
+    }
+    Err(StoreError::UnsupportedSchema {
+        backend: BACKEND,
+        found,
+        supported,
+    })
+}
+
 fn migrate(conn: &mut Connection) -> rusqlite::Result<i64> {
     // IMMEDIATE: two processes opening a fresh file at once must not both create the table.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -579,7 +586,7 @@ impl KeyValueBackend for SqliteBackend {
         let limit = page_size(limit);
         let (scope, cursor) = (scope.clone(), cursor.map(str::to_owned));
         let fetch = fetch_count(limit);
-        let mut keys = self
+        let keys = self
             .run(move |conn| {
                 let key = |row: &rusqlite::Row<'_>| row.get::<_, String>(0);
                 match &cursor {
@@ -594,13 +601,7 @@ impl KeyValueBackend for SqliteBackend {
                 }
             })
             .await?;
-        let next = if keys.len() > limit {
-            keys.truncate(limit);
-            keys.last().cloned()
-        } else {
-            None
-        };
-        Ok((keys, next))
+        Ok(into_page(keys, limit))
     }
 
     async fn increment(&self, scope: &Scope, key: &str, delta: i64) -> Result<i64, StoreError> {

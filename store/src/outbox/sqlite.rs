@@ -30,7 +30,7 @@ use super::{
     check_tenant, check_worker, clamp_max, from_millis, is_valid_id, lease_millis, new_id,
     to_millis, truncate_detail,
 };
-use crate::sqlite::{Pool, Synchronous};
+use crate::sqlite::{Pool, Synchronous, require_schema};
 use crate::{SqliteOptions, StoreError};
 
 const BACKEND: &str = "sqlite";
@@ -178,13 +178,7 @@ impl SqliteOutbox {
     }
 
     fn finish(pool: Arc<Pool>, version: i64) -> Result<Self, StoreError> {
-        if version != SCHEMA_VERSION {
-            return Err(StoreError::UnsupportedSchema {
-                backend: BACKEND,
-                found: version,
-                supported: SCHEMA_VERSION,
-            });
-        }
+        require_schema(version, SCHEMA_VERSION)?;
         Ok(Self { pool })
     }
 

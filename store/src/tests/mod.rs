@@ -15,7 +15,7 @@ use crate::{
 };
 
 pub(crate) mod redis;
-mod sqlite;
+pub(crate) mod sqlite;
 
 /// A backend under test and whatever must outlive it.
 struct Fixture {

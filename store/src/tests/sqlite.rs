@@ -138,12 +138,37 @@ const CHILD_DB_ENV: &str = "WXNOTIFY_STORE_TEST_CHILD_DB";
 const CHILD_INCREMENTS: i64 = 300;
 const CHILD_MARKER: &str = "CHILD-VALUES:";
 
-async fn wait_for_key(backend: &SqliteBackend, key: &str) {
+/// Waits (up to a minute) until `key` exists in `scope`: how a parent test and the copy of
+/// itself it runs as a second process signal each other through the shared file.
+pub(crate) async fn wait_for_key(backend: &SqliteBackend, scope: &Scope, key: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !backend.exists(&scope(), key).await.unwrap() {
+    while !backend.exists(scope, key).await.unwrap() {
         assert!(Instant::now() < deadline, "timed out waiting for {key:?}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// Runs the ignored test `name` of this test binary as a second process, handing it the
+/// database `db` through the environment variable `env`.
+pub(crate) fn spawn_child_test(
+    name: &str,
+    env: &str,
+    db: &std::path::Path,
+) -> tokio::process::Child {
+    tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            name,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(env, db)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
 }
 
 async fn increments(backend: &Arc<SqliteBackend>, count: i64) -> Vec<i64> {
@@ -166,21 +191,8 @@ async fn increments(backend: &Arc<SqliteBackend>, count: i64) -> Vec<i64> {
 async fn separate_processes_increment_atomically() {
     let (_dir, path) = temp_db();
     let backend = Arc::new(SqliteBackend::open(&path).unwrap());
-    let child = tokio::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "tests::sqlite::cross_process_child",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_DB_ENV, &path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    wait_for_key(&backend, "child-ready").await;
+    let child = spawn_child_test("tests::sqlite::cross_process_child", CHILD_DB_ENV, &path);
+    wait_for_key(&backend, &scope(), "child-ready").await;
     backend.set(&scope(), "go", b"1").await.unwrap();
     let mut seen = increments(&backend, CHILD_INCREMENTS).await;
 
@@ -217,7 +229,7 @@ async fn cross_process_child() {
     };
     let backend = Arc::new(SqliteBackend::open(path).unwrap());
     backend.set(&scope(), "child-ready", b"1").await.unwrap();
-    wait_for_key(&backend, "go").await;
+    wait_for_key(&backend, &scope(), "go").await;
     let seen = increments(&backend, CHILD_INCREMENTS).await;
     let seen: Vec<String> = seen.iter().map(i64::to_string).collect();
     println!("{CHILD_MARKER}{}", seen.join(","));

@@ -3,7 +3,6 @@
 //! files.
 
 use std::collections::BTreeSet;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -12,6 +11,7 @@ use rusqlite::Connection;
 use super::{LONG_LEASE, delivered, drain, enqueue_n, ids};
 use crate::outbox::sqlite::{DEPTH_TENANT, DUE, FIND_BY_KEY, PURGE, RESCHEDULE_TENANT};
 use crate::outbox::{Ack, Depth, Outbox, SharedOutbox, SqliteOutbox, State};
+use crate::tests::sqlite::{spawn_child_test, wait_for_key};
 use crate::{KeyValueBackend, Scope, SqliteBackend, StoreError};
 
 fn temp_db() -> (tempfile::TempDir, std::path::PathBuf) {
@@ -246,14 +246,6 @@ fn control() -> Scope {
     Scope::new("test", "control")
 }
 
-async fn wait_for_key(kv: &SqliteBackend, key: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !kv.exists(&control(), key).await.unwrap() {
-        assert!(Instant::now() < deadline, "timed out waiting for {key:?}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 /// The real thing: this test binary runs a second copy of itself (see `cross_process_child`)
 /// and both processes drain one outbox file at the same time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -280,21 +272,12 @@ async fn separate_processes_drain_one_file_exactly_once() {
         }
         all
     };
-    let child = tokio::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "outbox::tests::sqlite::cross_process_child",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_DB_ENV, &path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    wait_for_key(&kv, "child-ready").await;
+    let child = spawn_child_test(
+        "outbox::tests::sqlite::cross_process_child",
+        CHILD_DB_ENV,
+        &path,
+    );
+    wait_for_key(&kv, &control(), "child-ready").await;
     kv.set(&control(), "go", b"1").await.unwrap();
     // Only start once the child has claimed something: SQLite's lock is not fair, and on a
     // busy machine this process could otherwise drain everything before the child's first
@@ -342,7 +325,7 @@ async fn cross_process_child() {
     let outbox: SharedOutbox = Arc::new(SqliteOutbox::open(&path).unwrap());
     let kv = SqliteBackend::open(&path).unwrap();
     kv.set(&control(), "child-ready", b"1").await.unwrap();
-    wait_for_key(&kv, "go").await;
+    wait_for_key(&kv, &control(), "go").await;
     let done = drain(&outbox, "child").await;
     let done: Vec<String> = done.into_iter().collect();
     println!("{CHILD_MARKER}{}", done.join(","));
