@@ -46,11 +46,7 @@ async fn an_unknown_mini_program_openid_names_the_missing_unionid() {
 async fn a_logged_in_user_without_an_oa_mapping_names_the_missing_oa_openid() {
     let world = World::in_memory().await;
     // Logged in to the mini-program, but the OA's followers were never synced.
-    let user = world.sandbox.state().add_user(SeedUser {
-        follows_oa: true,
-        has_unionid: true,
-        ..SeedUser::default()
-    });
+    let user = world.sandbox.state().add_user(SeedUser::follower());
     let mini = user.mini_openid.clone().unwrap();
     let code = world.sandbox.state().issue_login_code(&mini).unwrap();
     let logged_in = world.shop().login(&code).await.unwrap();
@@ -267,11 +263,7 @@ async fn decrypting_without_a_login_names_the_missing_session_key() {
 #[tokio::test]
 async fn an_oa_openid_with_no_known_unionid_is_looked_up_once_with_user_info() {
     let world = World::in_memory().await;
-    let user = world.sandbox.state().add_user(SeedUser {
-        follows_oa: true,
-        has_unionid: true,
-        ..SeedUser::default()
-    });
+    let user = world.sandbox.state().add_user(SeedUser::follower());
     let oa = user.oa_openid.clone().unwrap();
     let shop = world.shop();
     for _ in 0..2 {

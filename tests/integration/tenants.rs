@@ -79,11 +79,7 @@ const CHILD: &str = "tenants::second_process_sender";
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_processes_on_one_sqlite_file_fetch_one_token_for_500_sends() {
     let world = World::start().await;
-    let user = world.sandbox.state().add_user(SeedUser {
-        follows_oa: true,
-        has_unionid: true,
-        ..SeedUser::default()
-    });
+    let user = world.sandbox.state().add_user(SeedUser::follower());
     let oa = user.oa_openid.clone().unwrap();
     let wxnotify_tests::Storage::Sqlite(dir) = &world.storage else {
         unreachable!()
@@ -154,11 +150,7 @@ async fn second_process_sender() {
 async fn two_runtimes_sharing_redis_fetch_one_token_for_500_sends() {
     let redis = wxnotify_tests::RedisServer::start();
     let world = World::in_memory().await;
-    let user = world.sandbox.state().add_user(SeedUser {
-        follows_oa: true,
-        has_unionid: true,
-        ..SeedUser::default()
-    });
+    let user = world.sandbox.state().add_user(SeedUser::follower());
     let oa = user.oa_openid.clone().unwrap();
     let mut tenants = Vec::new();
     for host in ["host-a", "host-b"] {
@@ -216,11 +208,7 @@ async fn keeps_sending(world: &World, oa: &str, count: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_component_that_never_returns_is_stopped_by_its_deadline_while_others_send() {
     let world = World::in_memory().await;
-    let user = world.sandbox.state().add_user(SeedUser {
-        follows_oa: true,
-        has_unionid: true,
-        ..SeedUser::default()
-    });
+    let user = world.sandbox.state().add_user(SeedUser::follower());
     let runaway = misbehaving(&world, "runaway", "deadline_ms = 1500");
 
     let stuck = tokio::spawn(async move {
@@ -271,11 +259,7 @@ async fn a_component_allocating_without_bound_hits_its_memory_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_live_plugin_swap_under_load_loses_no_call() {
     let world = World::in_memory().await;
-    let user = world.sandbox.state().add_user(SeedUser {
-        follows_oa: true,
-        has_unionid: true,
-        ..SeedUser::default()
-    });
+    let user = world.sandbox.state().add_user(SeedUser::follower());
     let oa = user.oa_openid.clone().unwrap();
     let other = world.add_tenant("other", "");
     let shop = world.shop();

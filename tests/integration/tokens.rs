@@ -14,11 +14,7 @@ fn hello(oa_openid: &str, key: &str) -> Notification {
 }
 
 fn follower(world: &World) -> String {
-    let user = world.sandbox.state().add_user(SeedUser {
-        follows_oa: true,
-        has_unionid: true,
-        ..SeedUser::default()
-    });
+    let user = world.sandbox.state().add_user(SeedUser::follower());
     user.oa_openid.unwrap()
 }
 

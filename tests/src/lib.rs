@@ -96,11 +96,7 @@ impl World {
     /// A user who follows the OA, with every identity, whose mapping the component has learned
     /// the way production does: login (jscode2session) and a follower sync.
     pub async fn follower_known_to_shop(&self) -> SeededUser {
-        let user = self.sandbox.state().add_user(SeedUser {
-            follows_oa: true,
-            has_unionid: true,
-            ..SeedUser::default()
-        });
+        let user = self.sandbox.state().add_user(SeedUser::follower());
         self.learn(&user).await;
         user
     }

@@ -31,11 +31,7 @@ impl DemoCommand {
         };
         let sandbox = Sandbox::start(SandboxConfig::default()).await?;
         let state = sandbox.state();
-        let alice = state.add_user(SeedUser {
-            follows_oa: true,
-            has_unionid: true,
-            ..SeedUser::default()
-        });
+        let alice = state.add_user(SeedUser::follower());
         let bob = state.add_user(SeedUser {
             follows_oa: false,
             has_unionid: true,

@@ -184,11 +184,7 @@ fn shipped(oa_openid: &str, key: Option<&str>) -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn submits_one_and_a_batch_and_they_are_delivered() {
     let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
-    let user = sandbox.state().add_user(SeedUser {
-        follows_oa: true,
-        has_unionid: true,
-        ..SeedUser::default()
-    });
+    let user = sandbox.state().add_user(SeedUser::follower());
     let oa = user.oa_openid.unwrap();
     let served = serve(&sandbox).await;
 
@@ -286,11 +282,7 @@ async fn refusals_fail_at_once_and_the_daily_quota_waits() {
         has_unionid: true,
         ..SeedUser::default()
     });
-    let follower = sandbox.state().add_user(SeedUser {
-        follows_oa: true,
-        has_unionid: true,
-        ..SeedUser::default()
-    });
+    let follower = sandbox.state().add_user(SeedUser::follower());
     let served = serve(&sandbox).await;
 
     let refused = served
