@@ -25,6 +25,10 @@ pub struct ServeCommand {
     /// Names this process's workers in the outbox (default: hostname-pid).
     #[arg(long)]
     worker_name: Option<String>,
+    /// How long a notification that keeps failing transiently is retried before it fails
+    /// (e.g. 30m, 6h, 2d).
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    retry_for: std::time::Duration,
 }
 
 impl ServeCommand {
@@ -46,6 +50,7 @@ impl ServeCommand {
             worker_name: self
                 .worker_name
                 .unwrap_or_else(wxnotify::serve::default_worker_name),
+            retry_for: self.retry_for,
         };
         let server = Server::start(runtime, outbox, api_keys, options).await?;
         // Tests and scripts read the address from this first line (with `--bind …:0`).

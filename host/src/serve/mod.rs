@@ -14,7 +14,9 @@
 //! call the tenant's component, and complete, retry or fail it: deliveries and business refusals
 //! (refused, rejected, invalid input…) are final, `unavailable` and host faults are retried with
 //! exponential backoff (1 s doubling to 5 min, ±20 %), WeChat's daily quota (45009) pauses the
-//! tenant until midnight China time, its frequency limit (45011) retries in a minute.
+//! tenant until midnight China time, its frequency limit (45011) retries in a minute. Retries
+//! end [`ServeOptions::retry_for`] after acceptance (a day by default): then the message fails
+//! with its last error.
 //!
 //! ```no_run
 //! use std::collections::BTreeMap;
@@ -65,7 +67,14 @@ pub struct ServeOptions {
     /// Names this process's workers in the outbox (`{worker_name}/{i}`); unique per process
     /// of a deployment.
     pub worker_name: String,
+    /// How long after its acceptance a notification that keeps failing transiently (WeChat
+    /// down, timeouts, the daily quota) is still retried; after that it fails with its last
+    /// error, because a notification days late does more harm than one not sent.
+    pub retry_for: Duration,
 }
+
+/// The default of [`ServeOptions::retry_for`]: a day.
+pub const DEFAULT_RETRY_FOR: Duration = Duration::from_secs(24 * 3600);
 
 impl Default for ServeOptions {
     fn default() -> Self {
@@ -73,6 +82,7 @@ impl Default for ServeOptions {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             workers: 4,
             worker_name: default_worker_name(),
+            retry_for: DEFAULT_RETRY_FOR,
         }
     }
 }
@@ -152,6 +162,7 @@ pub struct Shared {
     api_keys: ApiKeys,
     metrics: metrics::Metrics,
     rate_limits: worker::RateLimits,
+    retry_for: Duration,
 }
 
 impl std::ops::Deref for AppState {
@@ -163,8 +174,20 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     /// The state of a server of `runtime`'s tenants on `outbox`. It installs the runtime's egress
-    /// observer (for `wxnotify_token_fetches_total`), replacing any other.
+    /// observer (for `wxnotify_token_fetches_total`), replacing any other. Its workers retry
+    /// for [`DEFAULT_RETRY_FOR`].
     pub fn new(runtime: Arc<Runtime>, outbox: SharedOutbox, api_keys: ApiKeys) -> AppState {
+        AppState::retrying_for(runtime, outbox, api_keys, DEFAULT_RETRY_FOR)
+    }
+
+    /// As [`AppState::new`], with workers that retry a notification for `retry_for` (see
+    /// [`ServeOptions::retry_for`]).
+    pub fn retrying_for(
+        runtime: Arc<Runtime>,
+        outbox: SharedOutbox,
+        api_keys: ApiKeys,
+        retry_for: Duration,
+    ) -> AppState {
         let metrics = metrics::Metrics::new();
         let token_fetches = metrics.token_fetches.clone();
         runtime.set_egress_observer(Some(Arc::new(move |tenant: &str, uri: &http::Uri| {
@@ -178,6 +201,7 @@ impl AppState {
             api_keys,
             metrics,
             rate_limits: worker::RateLimits::default(),
+            retry_for,
         }))
     }
 
@@ -216,7 +240,7 @@ impl Server {
             addr: options.bind,
             source,
         })?;
-        let state = AppState::new(runtime, outbox, api_keys);
+        let state = AppState::retrying_for(runtime, outbox, api_keys, options.retry_for);
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
         for i in 0..options.workers {

@@ -132,6 +132,35 @@ pub(crate) fn classify(
     }
 }
 
+/// Turns a retry or a pause that would come later than `retry_for` after the message was
+/// accepted into a failure that says so, with the last error: retries end, the message does not
+/// wait forever.
+pub(crate) fn within_retry_window(
+    decision: Decision,
+    enqueued_at: SystemTime,
+    attempts: u32,
+    retry_for: Duration,
+    now: SystemTime,
+) -> Decision {
+    let (next_attempt, detail) = match &decision {
+        Decision::Retry { after, detail } => (now + *after, detail),
+        Decision::Pause { until, detail } => (*until, detail),
+        Decision::Delivered { .. } | Decision::Failed { .. } => return decision,
+    };
+    if next_attempt <= enqueued_at + retry_for {
+        return decision;
+    }
+    let trying_for = now.duration_since(enqueued_at).unwrap_or_default();
+    Decision::Failed {
+        detail: format!(
+            "gave up after {attempts} attempt(s) in {}: the next would be more than {} after \
+             the notification was accepted (--retry-for); last error: {detail}",
+            humantime::format_duration(Duration::from_secs(trying_for.as_secs())),
+            humantime::format_duration(retry_for),
+        ),
+    }
+}
+
 /// A token bucket: `rate` sends per second, bursts of up to `rate`.
 struct Bucket {
     tokens: f64,
@@ -264,7 +293,14 @@ async fn process(state: &AppState, message: Claimed, stop: &mut watch::Receiver<
         .send_duration
         .observe(started.elapsed().as_secs_f64());
     let jitter = rand::random_range(-1.0..=1.0);
-    let decision = classify(&result, message.attempts, SystemTime::now(), jitter);
+    let now = SystemTime::now();
+    let decision = within_retry_window(
+        classify(&result, message.attempts, now, jitter),
+        message.enqueued_at,
+        message.attempts,
+        state.retry_for,
+        now,
+    );
     settle(state, &message, decision).await;
 }
 
@@ -444,6 +480,53 @@ mod tests {
             classify(&unknown, 1, now, 0.0),
             Decision::Failed { .. }
         ));
+    }
+
+    #[test]
+    fn retries_end_when_the_next_attempt_would_fall_outside_the_window() {
+        let accepted = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let window = Duration::from_secs(3600);
+        let retry = |after| Decision::Retry {
+            after,
+            detail: "WeChat answered -1".into(),
+        };
+        let early = accepted + Duration::from_secs(600);
+        assert_eq!(
+            within_retry_window(retry(Duration::from_secs(60)), accepted, 5, window, early),
+            retry(Duration::from_secs(60))
+        );
+        let late = accepted + Duration::from_secs(3590);
+        let Decision::Failed { detail } =
+            within_retry_window(retry(Duration::from_secs(60)), accepted, 12, window, late)
+        else {
+            panic!("a retry past the window must fail");
+        };
+        assert!(detail.starts_with("gave up after 12 attempt(s) in 59m 50s"), "{detail}");
+        assert!(detail.ends_with("last error: WeChat answered -1"), "{detail}");
+
+        // The daily-quota pause ends the message if midnight is past the window.
+        let pause = |until| Decision::Pause {
+            until,
+            detail: "45009".into(),
+        };
+        assert_eq!(
+            within_retry_window(pause(accepted + window), accepted, 1, window, early),
+            pause(accepted + window)
+        );
+        assert!(matches!(
+            within_retry_window(pause(accepted + window * 2), accepted, 1, window, early),
+            Decision::Failed { .. }
+        ));
+
+        // Final answers are left alone, however late.
+        let failed = Decision::Failed {
+            detail: "43004".into(),
+        };
+        let much_later = accepted + window * 48;
+        assert_eq!(
+            within_retry_window(failed.clone(), accepted, 3, window, much_later),
+            failed
+        );
     }
 
     #[test]

@@ -125,8 +125,9 @@ impl Served {
 }
 
 /// Starts `wxnotify serve --bind 127.0.0.1:0` with tenant `shop` (API key set), tenant
-/// `closed` (no key), both on the sandbox, on SQLite in a temporary directory.
-async fn serve(sandbox: &Sandbox) -> Served {
+/// `closed` (no key), both on the sandbox, on SQLite in a temporary directory; `args` are more
+/// `serve` options.
+async fn serve(sandbox: &Sandbox, args: &[&str]) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let (mini, oa) = (sandbox.state().mini_app(), sandbox.state().oa_app());
     let tenant = |id: &str, key: &str| {
@@ -156,7 +157,7 @@ async fn serve(sandbox: &Sandbox) -> Served {
             ("SHOP_OA_SECRET", &oa.secret),
             ("SHOP_API_KEY", KEY),
         ],
-        &["--workers", "2"],
+        &[&["--workers", "2"], args].concat(),
     );
     let base = format!("http://{addr}");
     Served {
@@ -186,7 +187,7 @@ async fn submits_one_and_a_batch_and_they_are_delivered() {
     let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
     let user = sandbox.state().add_user(SeedUser::follower());
     let oa = user.oa_openid.unwrap();
-    let served = serve(&sandbox).await;
+    let served = serve(&sandbox, &[]).await;
 
     let one = served
         .post_json("/v1/shop/notifications", &shipped(&oa, Some("order-1")))
@@ -283,7 +284,7 @@ async fn refusals_fail_at_once_and_the_daily_quota_waits() {
         ..SeedUser::default()
     });
     let follower = sandbox.state().add_user(SeedUser::follower());
-    let served = serve(&sandbox).await;
+    let served = serve(&sandbox, &[]).await;
 
     let refused = served
         .post_json(
@@ -351,9 +352,43 @@ async fn refusals_fail_at_once_and_the_daily_quota_waits() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_notification_that_keeps_failing_ends_when_its_retry_window_closes() {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let follower = sandbox.state().add_user(SeedUser::follower());
+    sandbox.state().inject(Fault::errcode(
+        "/cgi-bin/message/template/send",
+        -1,
+        "system error",
+    ));
+    let served = serve(&sandbox, &["--retry-for", "3s"]).await;
+    let accepted = served
+        .post_json(
+            "/v1/shop/notifications",
+            &shipped(follower.oa_openid.as_deref().unwrap(), None),
+        )
+        .await;
+    assert_eq!(accepted.status, 202, "{}", accepted.text());
+    let status = served
+        .wait_final(accepted.json()["id"].as_str().unwrap())
+        .await;
+    assert_eq!(status["state"], "failed", "{status}");
+    let detail = status["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.starts_with("gave up after") && detail.contains("system error"),
+        "says why it stopped and what went wrong last: {status}"
+    );
+    assert!(
+        status["attempts"].as_u64().unwrap() >= 2,
+        "retried within the window first: {status}"
+    );
+    assert!(sandbox.state().delivered_template_messages().is_empty());
+    sandbox.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn refuses_what_it_should() {
     let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
-    let served = serve(&sandbox).await;
+    let served = serve(&sandbox, &[]).await;
     let body = shipped("oOA0000000000000000000000001", None);
 
     let no_key = served
@@ -434,7 +469,7 @@ async fn refuses_what_it_should() {
 #[tokio::test(flavor = "multi_thread")]
 async fn forwards_wechat_callbacks_and_serves_operations() {
     let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
-    let served = serve(&sandbox).await;
+    let served = serve(&sandbox, &[]).await;
 
     // §5.1: URL verification, no API key (WeChat signs instead).
     let verified = served
