@@ -13,8 +13,15 @@
 //! | anything else | nothing |
 //!
 //! WeChat retries a push it got no answer to within 5 s, up to three times. The first delivery
-//! to arrive claims the push's `seen/` marker with a compare-and-swap on an absent key, so of
-//! two deliveries racing, exactly one applies it; the others are acknowledged as they are.
+//! to arrive claims the push's marker (bucket `callbacks`, key
+//! [`callback::marker_key`]) with a compare-and-swap on an absent key, so of two deliveries
+//! racing, exactly one applies it; the others are acknowledged as they are.
+//!
+//! wasi:keyvalue has no expiry, so markers are swept by the pushes themselves: one applied push
+//! in [`SWEEP_ONE_IN`] walks one page of the bucket on from where the last sweep stopped and
+//! deletes the markers of pushes created more than [`MARKER_RETENTION_SECS`] ago. WeChat's
+//! retries come within seconds, so a marker that old guards nothing, and the bucket stays the
+//! size of a day of pushes.
 
 use serde::Deserialize;
 
@@ -27,6 +34,13 @@ use crate::wechat::callback::{
 use crate::wechat::config::AccountKind;
 use crate::wechat::error::{Error, Result};
 use crate::wechat::users::{self, SubscriptionSent, SubscriptionStatus, TemplateOutcome};
+
+/// How long a push's marker is kept, counted from the push's `CreateTime`.
+pub const MARKER_RETENTION_SECS: i64 = 24 * 3600;
+/// One applied push in this many sweeps a page of markers, spreading the sweep thin.
+pub const SWEEP_ONE_IN: u64 = 32;
+/// Where the sweep stopped: the cursor of the next page of the `callbacks` bucket.
+const SWEEP_CURSOR: &str = "sweep/cursor";
 
 /// Compare-and-swap rounds a record update tries before giving up: each lost round means
 /// another push for the same key was recorded meanwhile, which takes milliseconds.
@@ -87,7 +101,7 @@ fn apply<E: Env>(env: &E, kind: AccountKind, push: &Push) -> Result<Received> {
         return Ok(Received::Ignored);
     };
     let stamp = push.create_time.to_string();
-    if !env.compare_and_swap(Bucket::Users, &marker, None, stamp.as_bytes())? {
+    if !env.compare_and_swap(Bucket::Callbacks, &marker, None, stamp.as_bytes())? {
         return Ok(Received::Duplicate);
     }
     let recorded = record(env, kind, push);
@@ -95,9 +109,36 @@ fn apply<E: Env>(env: &E, kind: AccountKind, push: &Push) -> Result<Received> {
         // WeChat retries a push that is not answered `success`: release the claim so the retry
         // applies it. If the release fails too the retry is taken for a duplicate; the error
         // returned is the one that matters.
-        let _ = env.delete(Bucket::Users, &marker);
+        let _ = env.delete(Bucket::Callbacks, &marker);
     }
-    recorded.map(|()| Received::Applied)
+    recorded?;
+    if env.random_u64().is_multiple_of(SWEEP_ONE_IN) {
+        // Housekeeping: the push is applied whatever happens here, and the next sweep retries.
+        let _ = sweep_markers(env);
+    }
+    Ok(Received::Applied)
+}
+
+/// Deletes the stale markers among one page of the `callbacks` bucket and moves the sweep's
+/// cursor on (back to the start after the last page). Returns how many it deleted.
+fn sweep_markers<E: Env>(env: &E) -> Result<usize> {
+    let cursor = env
+        .get(Bucket::Callbacks, SWEEP_CURSOR)?
+        .and_then(|cursor| String::from_utf8(cursor).ok());
+    let (keys, next) = env.list_keys(Bucket::Callbacks, cursor.as_deref())?;
+    let now_secs = i64::try_from(env.now_ms() / 1000).unwrap_or(i64::MAX);
+    let oldest_kept = now_secs.saturating_sub(MARKER_RETENTION_SECS);
+    let stale: Vec<String> = keys
+        .into_iter()
+        .filter(|key| callback::marker_create_time(key).is_some_and(|t| t < oldest_kept))
+        .collect();
+    let swept = stale.len();
+    env.delete_many(Bucket::Callbacks, stale)?;
+    match next {
+        Some(next) => env.set(Bucket::Callbacks, SWEEP_CURSOR, next.as_bytes())?,
+        None => env.delete(Bucket::Callbacks, SWEEP_CURSOR)?,
+    }
+    Ok(swept)
 }
 
 fn record<E: Env>(env: &E, kind: AccountKind, push: &Push) -> Result<()> {
@@ -206,12 +247,17 @@ mod tests {
         config: HashMap<String, String>,
         users: RefCell<BTreeMap<String, Vec<u8>>>,
         tokens: RefCell<BTreeMap<String, Vec<u8>>>,
+        callbacks: RefCell<BTreeMap<String, Vec<u8>>>,
         user_info: RefCell<Option<String>>,
         requests: RefCell<Vec<String>>,
         /// When set, the next compare-and-swap on this key sees it written by someone else
         /// first (a racing delivery).
         race_on: RefCell<Option<(String, Vec<u8>)>>,
         fail_deletes: Cell<bool>,
+        /// What `random_u64` answers: 0 makes every applied push sweep.
+        random: Cell<u64>,
+        /// Keys per `list_keys` page.
+        page: usize,
     }
 
     impl FakeEnv {
@@ -235,12 +281,15 @@ mod tests {
                 config,
                 users: RefCell::default(),
                 tokens: RefCell::default(),
+                callbacks: RefCell::default(),
                 user_info: RefCell::new(Some(format!(
                     r#"{{"subscribe":1,"openid":"{OPENID}","unionid":"{UNIONID}"}}"#
                 ))),
                 requests: RefCell::default(),
                 race_on: RefCell::default(),
                 fail_deletes: Cell::new(false),
+                random: Cell::new(7),
+                page: 1000,
             }
         }
 
@@ -248,6 +297,7 @@ mod tests {
             match bucket {
                 Bucket::Users => &self.users,
                 Bucket::Tokens => &self.tokens,
+                Bucket::Callbacks => &self.callbacks,
             }
         }
 
@@ -260,6 +310,15 @@ mod tests {
 
         fn keys(&self) -> Vec<String> {
             self.users.borrow().keys().cloned().collect()
+        }
+
+        fn markers(&self) -> Vec<String> {
+            self.callbacks
+                .borrow()
+                .keys()
+                .filter(|k| k.starts_with("seen/"))
+                .cloned()
+                .collect()
         }
 
         fn user_info_calls(&self) -> usize {
@@ -338,6 +397,31 @@ mod tests {
             Ok(keys.iter().map(|k| map.get(k).cloned()).collect())
         }
 
+        fn delete_many(&self, bucket: Bucket, keys: Vec<String>) -> Result<()> {
+            let mut map = self.bucket(bucket).borrow_mut();
+            for key in keys {
+                map.remove(&key);
+            }
+            Ok(())
+        }
+
+        fn list_keys(
+            &self,
+            bucket: Bucket,
+            cursor: Option<&str>,
+        ) -> Result<(Vec<String>, Option<String>)> {
+            // Keys after the cursor (the last key of the previous page), as the hosts do.
+            let map = self.bucket(bucket).borrow();
+            let keys: Vec<String> = map
+                .keys()
+                .filter(|k| cursor.is_none_or(|c| k.as_str() > c))
+                .take(self.page)
+                .cloned()
+                .collect();
+            let next = (keys.len() == self.page).then(|| keys[keys.len() - 1].clone());
+            Ok((keys, next))
+        }
+
         fn config(&self, key: &str) -> Result<Option<String>> {
             Ok(self.config.get(key).cloned())
         }
@@ -349,7 +433,7 @@ mod tests {
         fn sleep_ms(&self, _millis: u64) {}
 
         fn random_u64(&self) -> u64 {
-            7
+            self.random.get()
         }
     }
 
@@ -443,13 +527,12 @@ mod tests {
         assert_eq!(post(&env, oa, &push), Ok(Received::Duplicate));
         assert_eq!(post(&env, oa, &push), Ok(Received::Duplicate));
         assert_eq!(env.user_info_calls(), 1);
-        let markers: Vec<_> = env
-            .keys()
-            .into_iter()
-            .filter(|k| k.starts_with("seen/"))
-            .collect();
+        let markers = env.markers();
         assert_eq!(markers.len(), 1);
-        assert_eq!(env.user(&markers[0]).as_deref(), Some("100"));
+        assert_eq!(
+            env.callbacks.borrow()[&markers[0]].as_slice(),
+            b"100".as_slice()
+        );
         // The same user following again later is a new push.
         assert_eq!(
             post(&env, oa, &event(OPENID, 101, "subscribe", "")),
@@ -488,11 +571,7 @@ mod tests {
             matches!(&err, CallbackError::Failed(Error::Unavailable(_))),
             "{err}"
         );
-        assert!(
-            env.keys().iter().all(|k| !k.starts_with("seen/")),
-            "{:?}",
-            env.keys()
-        );
+        assert!(env.markers().is_empty(), "{:?}", env.markers());
         // WeChat's retry, once user/info answers again.
         *env.user_info.borrow_mut() = Some(format!(
             r#"{{"subscribe":1,"openid":"{OPENID}","unionid":"{UNIONID}"}}"#
@@ -508,6 +587,55 @@ mod tests {
             post(&env, oa, &push),
             Err(CallbackError::Failed(Error::Unavailable(m))) if m.contains("connection refused")
         ));
+    }
+
+    #[test]
+    fn applied_pushes_sweep_markers_older_than_a_day_a_page_at_a_time() {
+        let mut env = FakeEnv::new(&[]);
+        env.page = 4;
+        let oa = AccountKind::OfficialAccount;
+        let finished = |msgid: i64, create_time: u64| {
+            let extra = format!("<MsgID>{msgid}</MsgID><Status><![CDATA[success]]></Status>");
+            event(OPENID, create_time as i64, "TEMPLATESENDJOBFINISH", &extra)
+        };
+        let two_days_ago = NOW_SECS - 2 * 24 * 3600;
+        for i in 0..6 {
+            assert_eq!(
+                post(&env, oa, &finished(i, two_days_ago + i as u64)),
+                Ok(Received::Applied)
+            );
+        }
+        for i in 0..3 {
+            post(&env, oa, &finished(100 + i, NOW_SECS - 60)).unwrap();
+        }
+        assert_eq!(env.markers().len(), 9, "no sweep while the dice say no");
+
+        // Every push sweeps from now on: one page each, resuming where the last one stopped.
+        env.random.set(0);
+        post(&env, oa, &finished(200, NOW_SECS)).unwrap();
+        assert_eq!(
+            env.markers().len(),
+            10 - 4,
+            "the first page held 4 stale markers"
+        );
+        assert!(env.callbacks.borrow().contains_key(SWEEP_CURSOR));
+        post(&env, oa, &finished(201, NOW_SECS)).unwrap();
+        post(&env, oa, &finished(202, NOW_SECS)).unwrap();
+        let left = env.markers();
+        assert_eq!(left.len(), 6, "{left:?}");
+        assert!(
+            left.iter().all(|k| callback::marker_create_time(k)
+                .is_some_and(|t| t >= (NOW_SECS - 24 * 3600) as i64)),
+            "only markers of the last day are left: {left:?}"
+        );
+        // A sweep never touches anything but stale markers: the records stay.
+        assert!(env.user("msg/0").is_some() && env.user("msg/202").is_some());
+        // A retry of a swept push is a day late: WeChat stopped retrying long ago, and
+        // applying it again changes nothing (the same final status).
+        assert_eq!(
+            post(&env, oa, &finished(0, two_days_ago)),
+            Ok(Received::Applied)
+        );
     }
 
     #[test]

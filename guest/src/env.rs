@@ -13,6 +13,8 @@ pub enum Bucket {
     Tokens,
     /// Identity mappings, session keys and the follower-sync cursor.
     Users,
+    /// Markers of WeChat pushes already applied (see [`crate::callbacks`]).
+    Callbacks,
 }
 
 impl Bucket {
@@ -20,6 +22,7 @@ impl Bucket {
         match self {
             Bucket::Tokens => "tokens",
             Bucket::Users => "users",
+            Bucket::Callbacks => "callbacks",
         }
     }
 }
@@ -85,6 +88,15 @@ pub trait Env {
     fn set_many(&self, bucket: Bucket, entries: Vec<(String, Vec<u8>)>) -> Result<()>;
     /// Reads many keys in one host call, in order.
     fn get_many(&self, bucket: Bucket, keys: Vec<String>) -> Result<Vec<Option<Vec<u8>>>>;
+    /// Deletes many keys in one host call.
+    fn delete_many(&self, bucket: Bucket, keys: Vec<String>) -> Result<()>;
+    /// One page of the bucket's keys, from `cursor` (`None`: the start), and the cursor of the
+    /// next page (`None`: this was the last).
+    fn list_keys(
+        &self,
+        bucket: Bucket,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<String>, Option<String>)>;
 
     /// A configuration value, `None` when unset.
     fn config(&self, key: &str) -> Result<Option<String>>;

@@ -25,6 +25,7 @@ const BETWEEN_BYTES_TIMEOUT_NS: u64 = 15_000_000_000;
 pub struct WasiEnv {
     tokens: OnceCell<store::Bucket>,
     users: OnceCell<store::Bucket>,
+    callbacks: OnceCell<store::Bucket>,
 }
 
 impl WasiEnv {
@@ -32,6 +33,7 @@ impl WasiEnv {
         let cell = match bucket {
             Bucket::Tokens => &self.tokens,
             Bucket::Users => &self.users,
+            Bucket::Callbacks => &self.callbacks,
         };
         if let Some(opened) = cell.get() {
             return Ok(opened);
@@ -121,6 +123,25 @@ impl Env for WasiEnv {
         let found =
             batch::get_many(self.bucket(bucket)?, &keys).map_err(|e| store_error(bucket, e))?;
         Ok(found.into_iter().map(|(_, value)| value).collect())
+    }
+
+    fn delete_many(&self, bucket: Bucket, keys: Vec<String>) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        batch::delete_many(self.bucket(bucket)?, &keys).map_err(|e| store_error(bucket, e))
+    }
+
+    fn list_keys(
+        &self,
+        bucket: Bucket,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<String>, Option<String>)> {
+        let page = self
+            .bucket(bucket)?
+            .list_keys(cursor)
+            .map_err(|e| store_error(bucket, e))?;
+        Ok((page.keys, page.cursor))
     }
 
     fn config(&self, key: &str) -> Result<Option<String>> {

@@ -10,8 +10,9 @@ use wxnotify_store::{CasOutcome, Scope, SharedBackend, StoreError};
 
 use crate::bindings::wasi::keyvalue::{atomics, batch, store};
 
-/// The buckets a component may open: access tokens, and identity mappings.
-pub const BUCKETS: [&str; 2] = ["tokens", "users"];
+/// The buckets a component may open: access tokens, identity mappings, and the markers of
+/// WeChat pushes already applied.
+pub const BUCKETS: [&str; 3] = ["tokens", "users", "callbacks"];
 
 /// Keys listed per `list-keys` page.
 const LIST_PAGE: usize = 1000;

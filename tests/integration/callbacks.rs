@@ -194,7 +194,7 @@ async fn stored(world: &World, tenant: &str, key: &str) -> Option<Value> {
 
 /// Asserts that `tenant` has no keys and that nothing reached WeChat.
 async fn assert_untouched(world: &World, tenant: &str) {
-    for bucket in ["users", "tokens"] {
+    for bucket in wxnotify::wasi_keyvalue::BUCKETS {
         let keys = keys(world, tenant, bucket).await;
         assert!(keys.is_empty(), "{bucket}: {keys:?}");
     }
@@ -585,7 +585,7 @@ async fn a_duplicate_push_is_applied_once() {
     a.assert_success();
     b.assert_success();
     assert_eq!(user_info_calls(&world), 2);
-    let markers = keys(&world, "cb", "users")
+    let markers = keys(&world, "cb", "callbacks")
         .await
         .into_iter()
         .filter(|k| k.starts_with("seen/"))

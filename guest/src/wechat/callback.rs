@@ -685,7 +685,7 @@ impl Push {
         })
     }
 
-    /// The `users` key that marks this push as applied (see [`users::seen`]), `None` for a
+    /// The `callbacks` key that marks this push as applied (see [`marker_key`]), `None` for a
     /// push that changes nothing: a repeat of it is harmless, and a marker per chat message
     /// would only grow the store.
     ///
@@ -723,8 +723,24 @@ impl Push {
             sha.update(part);
             sha.update(b"\n");
         }
-        Some(users::seen(&crypto::hex(&sha.finalize())))
+        Some(marker_key(self.create_time, &crypto::hex(&sha.finalize())))
     }
+}
+
+/// The marker of a push with `CreateTime` `create_time`, whose identity hashes to `digest`
+/// (lowercase hex): `seen/{create_time}/{digest}`. The time leads so that a sweep can tell an
+/// old marker from its key alone (see [`marker_create_time`]).
+pub fn marker_key(create_time: i64, digest: &str) -> String {
+    format!("seen/{create_time}/{digest}")
+}
+
+/// The `CreateTime` in a [`marker_key`]; `None` for any other key.
+pub fn marker_create_time(key: &str) -> Option<i64> {
+    let (create_time, digest) = key.strip_prefix("seen/")?.split_once('/')?;
+    if digest.is_empty() {
+        return None;
+    }
+    create_time.parse().ok()
 }
 
 impl SubscriptionItem {
@@ -1279,9 +1295,10 @@ mod tests {
         let oa = AccountKind::OfficialAccount;
         let follow = plain(&config, &event_xml("subscribe", "")).unwrap();
         let marker = follow.marker(oa).unwrap();
-        assert!(
-            marker.starts_with("seen/") && marker.len() == 5 + 40,
-            "{marker}"
+        let create_time = marker_create_time(&marker).expect("a marker key");
+        assert_eq!(
+            marker,
+            marker_key(create_time, &marker[marker.len() - 40..])
         );
         // The same push again (in safe mode the ciphertext differs, the push does not).
         assert_eq!(

@@ -15,12 +15,9 @@
 //! | `msg/{msgid}` | [`TemplateOutcome`]: final status of a template message (`TEMPLATESENDJOBFINISH`) |
 //! | `subs/{mini\|oa}/{openid}/{template_id}` | [`SubscriptionStatus`]: the user's latest `accept`/`reject` of a subscribe-message template |
 //! | `subs/{mini\|oa}/{openid}/{template_id}/sent` | [`SubscriptionSent`]: result of the latest send of that template |
-//! | `seen/{sha1}` | `CreateTime` (decimal) of a push already applied (see below) |
 //!
-//! `seen/` markers let a push WeChat retries be applied once (see
-//! [`crate::wechat::callback::Push::marker`]). wasi:keyvalue has no expiry, so they stay; a
-//! marker whose `CreateTime` is well past `callback_max_age_secs` (an hour, say) can be
-//! deleted by a later cleanup: a retry that late is refused as stale before its marker is read.
+//! The markers of pushes already applied live in a bucket of their own, `callbacks` (see
+//! [`crate::callbacks`]), so sweeping them never has to page through these records.
 //!
 //! Records written from pushes carry `at`, the push's `CreateTime`, so an older push that
 //! arrives late (a retry) never overwrites a newer one.
@@ -62,11 +59,6 @@ pub fn subscription(kind: AccountKind, openid: &str, template_id: &str) -> Strin
 
 pub fn subscription_sent(kind: AccountKind, openid: &str, template_id: &str) -> String {
     format!("{}/sent", subscription(kind, openid, template_id))
-}
-
-/// The marker of an applied push; `digest` is lowercase hex.
-pub fn seen(digest: &str) -> String {
-    format!("seen/{digest}")
 }
 
 /// What is known about an OA openid.

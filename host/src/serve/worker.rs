@@ -501,8 +501,14 @@ mod tests {
         else {
             panic!("a retry past the window must fail");
         };
-        assert!(detail.starts_with("gave up after 12 attempt(s) in 59m 50s"), "{detail}");
-        assert!(detail.ends_with("last error: WeChat answered -1"), "{detail}");
+        assert!(
+            detail.starts_with("gave up after 12 attempt(s) in 59m 50s"),
+            "{detail}"
+        );
+        assert!(
+            detail.ends_with("last error: WeChat answered -1"),
+            "{detail}"
+        );
 
         // The daily-quota pause ends the message if midnight is past the window.
         let pause = |until| Decision::Pause {
