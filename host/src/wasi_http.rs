@@ -5,7 +5,7 @@
 //! (by default, the host of its `api_base`). A denied request fails with
 //! `HttpRequestDenied` before any connection is made. Allowed requests go through one
 //! [`HttpClient`] shared by every tenant: pooled keep-alive connections, TLS verified against
-//! the webpki roots, connect and response timeouts, and size limits both ways. Logged URLs
+//! the webpki roots, connect, response and between-bytes timeouts, and size limits both ways. Logged URLs
 //! never show `access_token`, `secret` or `js_code` values.
 
 use std::collections::BTreeSet;
@@ -60,6 +60,8 @@ pub struct HttpLimits {
     pub connect_timeout: Duration,
     /// Time from sending a request to its response headers; a component may ask for less.
     pub response_timeout: Duration,
+    /// Longest silence between two parts of a response body; a component may ask for less.
+    pub between_bytes_timeout: Duration,
     /// Largest request body a component may send.
     pub max_request_bytes: u64,
     /// Largest response body handed to a component.
@@ -71,6 +73,7 @@ impl Default for HttpLimits {
         HttpLimits {
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(30),
+            between_bytes_timeout: Duration::from_secs(30),
             max_request_bytes: 1 << 20,
             max_response_bytes: 4 << 20,
         }
@@ -148,11 +151,16 @@ impl HttpClient {
         request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
     ) -> Result<http::Response<WasiBody>, HttpError> {
-        let wait = options
-            .and_then(|o| o.first_byte_timeout)
-            .map_or(self.limits.response_timeout, |asked| {
-                asked.min(self.limits.response_timeout)
-            });
+        let at_most =
+            |asked: Option<Duration>, limit: Duration| asked.map_or(limit, |a| a.min(limit));
+        let wait = at_most(
+            options.and_then(|o| o.first_byte_timeout),
+            self.limits.response_timeout,
+        );
+        let silence = at_most(
+            options.and_then(|o| o.between_bytes_timeout),
+            self.limits.between_bytes_timeout,
+        );
         let response = match tokio::time::timeout(wait, self.client.request(request)).await {
             Err(_) => return Err(HttpError::ConnectionReadTimeout),
             Ok(Err(error)) if error.is_connect() => {
@@ -167,13 +175,68 @@ impl HttpClient {
         };
         let limit = self.limits.max_response_bytes;
         Ok(response.map(|body| {
-            Limited::new(body, limit)
-                .map_err(move |error| match error.downcast::<hyper::Error>() {
+            let limited = Limited::new(body, limit).map_err(move |error| {
+                match error.downcast::<hyper::Error>() {
                     Ok(hyper) => HttpError::from(*hyper),
                     Err(_) => HttpError::HttpResponseBodySize(u64::try_from(limit).ok()),
-                })
-                .boxed_unsync()
+                }
+            });
+            BetweenBytes::new(limited, silence).boxed_unsync()
         }))
+    }
+}
+
+/// A response body that fails with `ConnectionReadTimeout` when no frame comes for `silence`:
+/// a server that sends headers and then stalls holds no call and no pooled connection for
+/// longer than that.
+struct BetweenBytes<B> {
+    body: B,
+    silence: Duration,
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<B> BetweenBytes<B> {
+    fn new(body: B, silence: Duration) -> Self {
+        BetweenBytes {
+            body,
+            silence,
+            timer: Box::pin(tokio::time::sleep(silence)),
+        }
+    }
+}
+
+impl<B> http_body::Body for BetweenBytes<B>
+where
+    B: http_body::Body<Error = HttpError> + Unpin,
+{
+    type Data = B::Data;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<B::Data>, HttpError>>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        match std::pin::Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let deadline = tokio::time::Instant::now() + this.silence;
+                this.timer.as_mut().reset(deadline);
+                Poll::Ready(frame)
+            }
+            Poll::Pending => match this.timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(HttpError::ConnectionReadTimeout))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -270,6 +333,53 @@ mod tests {
         assert!(!list.allows("127.0.0.1", 8081));
         assert!(!list.allows("evil.example", 443));
         assert!(!AllowList::default().allows("api.weixin.qq.com", 443));
+    }
+
+    /// A server that answers headers for a 10-byte body, sends 3 bytes and falls silent.
+    async fn stalling_server() -> std::net::SocketAddr {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 1024];
+            let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut request).await;
+            socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc")
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_response_body_that_falls_silent_times_out() {
+        let addr = stalling_server().await;
+        let client = HttpClient::new(HttpLimits {
+            between_bytes_timeout: Duration::from_secs(30),
+            ..HttpLimits::default()
+        })
+        .unwrap();
+        let request = http::Request::get(format!("http://{addr}/"))
+            .body(
+                http_body_util::Empty::new()
+                    .map_err(|n| match n {})
+                    .boxed_unsync(),
+            )
+            .unwrap();
+        // The component asks for less than the host's limit: its wish is kept.
+        let options = RequestOptions {
+            between_bytes_timeout: Some(Duration::from_millis(200)),
+            ..RequestOptions::default()
+        };
+        let response = client.send(request, Some(options)).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let error = response.into_body().collect().await.unwrap_err();
+        assert!(
+            matches!(error, HttpError::ConnectionReadTimeout),
+            "{error:?}"
+        );
     }
 
     #[test]
