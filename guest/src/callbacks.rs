@@ -472,7 +472,8 @@ mod tests {
             oa_record(&env),
             OaRecord {
                 unionid: Some(UNIONID.into()),
-                follows: true
+                follows: true,
+                looked_up_at: Some(NOW_SECS),
             }
         );
         assert_eq!(env.user(&users::union_oa(UNIONID)).as_deref(), Some(OPENID));
@@ -486,7 +487,8 @@ mod tests {
             oa_record(&env),
             OaRecord {
                 unionid: Some(UNIONID.into()),
-                follows: false
+                follows: false,
+                looked_up_at: Some(NOW_SECS),
             }
         );
         assert_eq!(env.user(&users::union_oa(UNIONID)).as_deref(), Some(OPENID));
@@ -513,7 +515,8 @@ mod tests {
             oa_record(&env),
             OaRecord {
                 unionid: Some(UNIONID.into()),
-                follows: true
+                follows: true,
+                looked_up_at: Some(NOW_SECS),
             }
         );
     }

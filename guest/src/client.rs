@@ -323,7 +323,7 @@ impl<'e, E: Env> WeChat<'e, E> {
             wit::Recipient::OfficialAccount(openid) => {
                 checked("official-account openid", openid)?;
                 let record = match self.oa_record(openid)? {
-                    Some(record) if record.unionid.is_some() => record,
+                    Some(record) if record.is_current(self.now_secs()) => record,
                     _ => self.fetch_oa_user(openid)?,
                 };
                 user.oa_openid = Some(openid.clone());
@@ -371,6 +371,7 @@ impl<'e, E: Env> WeChat<'e, E> {
         let record = OaRecord {
             unionid: info.unionid,
             follows: info.subscribe == 1,
+            looked_up_at: Some(self.now_secs()),
         };
         self.store_oa_record(openid, &record)?;
         Ok(record)
@@ -392,6 +393,7 @@ impl<'e, E: Env> WeChat<'e, E> {
         let record = OaRecord {
             unionid,
             follows: true,
+            looked_up_at: Some(self.now_secs()),
         };
         self.store_oa_record(openid, &record)?;
         Ok(record)
@@ -402,9 +404,11 @@ impl<'e, E: Env> WeChat<'e, E> {
     /// its mapping stay: they still identify the person if they follow again.
     pub fn record_unfollow(&self, openid: &str) -> Result<OaRecord> {
         checked("official-account openid", openid)?;
+        let known = self.oa_record(openid)?;
         let record = OaRecord {
-            unionid: self.oa_record(openid)?.and_then(|r| r.unionid),
             follows: false,
+            unionid: known.as_ref().and_then(|r| r.unionid.clone()),
+            looked_up_at: known.and_then(|r| r.looked_up_at),
         };
         self.env
             .set(Bucket::Users, &users::oa(openid), &to_json(&record))?;
@@ -639,6 +643,7 @@ impl<'e, E: Env> WeChat<'e, E> {
                 )
             },
         )?;
+        let now_secs = self.now_secs();
         let mut entries = Vec::with_capacity(batch.value.user_info_list.len() * 2);
         let mut mapped = 0;
         for info in batch.value.user_info_list {
@@ -657,6 +662,7 @@ impl<'e, E: Env> WeChat<'e, E> {
                 to_json(&OaRecord {
                     unionid,
                     follows: info.subscribe == 1,
+                    looked_up_at: Some(now_secs),
                 }),
             ));
         }

@@ -263,16 +263,27 @@ async fn decrypting_without_a_login_names_the_missing_session_key() {
 #[tokio::test]
 async fn an_oa_openid_with_no_known_unionid_is_looked_up_once_with_user_info() {
     let world = World::in_memory().await;
-    let user = world.sandbox.state().add_user(SeedUser::follower());
-    let oa = user.oa_openid.clone().unwrap();
+    // One bound to the Open Platform, one whose WeChat has no unionid to give: the answer
+    // "none" is stored as well, or every send to that openid would cost a lookup.
+    let bound = world.sandbox.state().add_user(SeedUser::follower());
+    let unbound = world.sandbox.state().add_user(SeedUser {
+        has_unionid: false,
+        ..SeedUser::follower()
+    });
     let shop = world.shop();
-    for _ in 0..2 {
-        let resolved = shop
-            .resolve_user(&Recipient::OfficialAccount(oa.clone()))
+    for user in [&bound, &unbound] {
+        let oa = user.oa_openid.clone().unwrap();
+        for _ in 0..2 {
+            let resolved = shop
+                .resolve_user(&Recipient::OfficialAccount(oa.clone()))
+                .await
+                .unwrap();
+            assert_eq!(resolved.unionid, user.unionid);
+            assert_eq!(resolved.follows_oa, Some(true));
+        }
+        shop.send_notification(&hello(Recipient::OfficialAccount(oa)))
             .await
             .unwrap();
-        assert_eq!(resolved.unionid, user.unionid);
-        assert_eq!(resolved.follows_oa, Some(true));
     }
     let lookups = world
         .sandbox
@@ -281,7 +292,7 @@ async fn an_oa_openid_with_no_known_unionid_is_looked_up_once_with_user_info() {
         .iter()
         .filter(|r| r.path == "/cgi-bin/user/info")
         .count();
-    assert_eq!(lookups, 1, "the answer was stored");
+    assert_eq!(lookups, 2, "one per openid: the answer was stored");
 }
 
 #[tokio::test]

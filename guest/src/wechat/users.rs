@@ -66,6 +66,25 @@ pub fn subscription_sent(kind: AccountKind, openid: &str, template_id: &str) -> 
 pub struct OaRecord {
     pub unionid: Option<String>,
     pub follows: bool,
+    /// When WeChat last told us about this openid (seconds since the Unix epoch): a record
+    /// without a unionid is trusted for [`UNIONID_RECHECK_SECS`] after it, because an official
+    /// account bound to no Open Platform account never has one to give.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub looked_up_at: Option<u64>,
+}
+
+/// How long a lookup that found no unionid stands before `user/info` is asked again (the
+/// account may have been bound to an Open Platform account since).
+pub const UNIONID_RECHECK_SECS: u64 = 24 * 3600;
+
+impl OaRecord {
+    /// Whether this record can answer for the openid at `now_secs` without asking WeChat.
+    pub fn is_current(&self, now_secs: u64) -> bool {
+        self.unionid.is_some()
+            || self
+                .looked_up_at
+                .is_some_and(|at| now_secs.saturating_sub(at) < UNIONID_RECHECK_SECS)
+    }
 }
 
 /// Final WeChat status of a template message, from `TEMPLATESENDJOBFINISH`.
@@ -162,5 +181,30 @@ mod tests {
             subscription_sent(AccountKind::OfficialAccount, "o1", "T1"),
             "subs/oa/o1/T1/sent"
         );
+    }
+
+    #[test]
+    fn a_record_without_unionid_stands_for_a_day_after_its_lookup() {
+        let looked_up = |at| OaRecord {
+            unionid: None,
+            follows: true,
+            looked_up_at: at,
+        };
+        let at = 1_800_000_000;
+        assert!(looked_up(Some(at)).is_current(at + UNIONID_RECHECK_SECS - 1));
+        assert!(!looked_up(Some(at)).is_current(at + UNIONID_RECHECK_SECS));
+        assert!(
+            !looked_up(None).is_current(at),
+            "written before lookups were dated"
+        );
+        let bound = OaRecord {
+            unionid: Some("oU1".into()),
+            looked_up_at: None,
+            ..looked_up(None)
+        };
+        assert!(bound.is_current(u64::MAX), "a unionid does not go stale");
+        // Records written before the field existed still read.
+        let old: OaRecord = serde_json::from_str(r#"{"unionid":null,"follows":true}"#).unwrap();
+        assert_eq!(old, looked_up(None));
     }
 }
