@@ -5,6 +5,10 @@
 //! backend = "sqlite"            # or "memory", or "redis" with `url = "redis://host:6379"`
 //! path = "wxnotify.sqlite3"     # relative to this file; default "wxnotify.sqlite3"
 //!
+//! [engine]                      # shared by every tenant of the process
+//! max_instances = 1000          # component calls running at once, all tenants together
+//! max_memory_mb = 256           # the largest `memory_mb` a tenant may be given
+//!
 //! [tenants.shop]
 //! api_base = "https://api.weixin.qq.com"   # default
 //! allowed_hosts = ["api.weixin.qq.com"]    # default: the host of api_base
@@ -35,10 +39,12 @@
 //! Unknown fields are errors, and every error names the tenant and the field.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::engine::EngineOptions;
 use crate::error::ConfigError;
 use crate::runtime::Limits;
 use crate::wasi_http::AllowList;
@@ -50,12 +56,42 @@ pub struct TenantsFile {
     /// Where the tenants' key-value data lives.
     #[serde(default)]
     pub storage: StorageSpec,
+    /// The engine every tenant runs on.
+    #[serde(default)]
+    pub engine: EngineSpec,
     /// The tenants, by id.
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantSpec>,
     /// The directory relative paths are resolved against.
     #[serde(skip)]
     pub base_dir: PathBuf,
+}
+
+/// The `[engine]` section: sizes of the pool every tenant's calls share. Absent fields keep
+/// [`EngineOptions::default`]'s.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSpec {
+    /// Component instances that may run at once across all tenants: a call beyond it fails
+    /// (and `wxnotify serve` retries it), so it should cover the tenants' `concurrency` sum.
+    pub max_instances: Option<NonZeroU32>,
+    /// The largest linear memory, in MiB, any tenant's `memory_mb` may ask for.
+    pub max_memory_mb: Option<NonZeroU32>,
+}
+
+impl EngineSpec {
+    /// The engine options this section asks for, with the cache directory of `defaults`.
+    pub fn options(&self, defaults: EngineOptions) -> EngineOptions {
+        EngineOptions {
+            max_instances: self
+                .max_instances
+                .map_or(defaults.max_instances, NonZeroU32::get),
+            max_memory_bytes: self
+                .max_memory_mb
+                .map_or(defaults.max_memory_bytes, |mb| (mb.get() as usize) << 20),
+            ..defaults
+        }
+    }
 }
 
 /// Which key-value backend to use.
@@ -519,6 +555,33 @@ api_base = "http://127.0.0.1:9000"
 appid = "wxoa"
 secret_env = "SHOP_OA_SECRET"
 "#;
+
+    #[test]
+    fn the_engine_section_sizes_the_pool_and_keeps_the_rest() {
+        let file = TenantsFile::parse(GOOD, "t.toml").unwrap();
+        let defaults = EngineOptions::default();
+        assert_eq!(file.engine, EngineSpec::default());
+        assert_eq!(
+            file.engine.options(defaults.clone()).max_instances,
+            defaults.max_instances
+        );
+        let sized = format!("[engine]\nmax_instances = 40\nmax_memory_mb = 512\n{GOOD}");
+        let options = TenantsFile::parse(&sized, "t.toml")
+            .unwrap()
+            .engine
+            .options(defaults.clone());
+        assert_eq!(options.max_instances, 40);
+        assert_eq!(options.max_memory_bytes, 512 << 20);
+        assert_eq!(options.cache_dir, defaults.cache_dir);
+        for bad in ["max_instances = 0", "max_memory_mb = -1", "pool = 3"] {
+            let error = TenantsFile::parse(&format!("[engine]\n{bad}\n{GOOD}"), "t.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(error.starts_with("tenants file t.toml: "), "{error}");
+            let field = bad.split(' ').next().unwrap();
+            assert!(error.contains(field), "shows the field: {error}");
+        }
+    }
 
     #[test]
     fn resolves_secrets_from_the_environment() {

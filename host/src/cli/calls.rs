@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use wxnotify::tenant::TenantsFile;
 use wxnotify::{
-    ChannelMessage, Engine, MiniprogramPage, MiniprogramState, Notification, Recipient, Runtime,
-    SubscribeMessage, TemplateMessage, Tenant, UniformMessage,
+    ChannelMessage, Engine, EngineOptions, MiniprogramPage, MiniprogramState, Notification,
+    Recipient, Runtime, SubscribeMessage, TemplateMessage, Tenant, UniformMessage,
 };
 
 use super::output::{delivery_json, delivery_text, print_user, progress_json};
@@ -35,7 +35,7 @@ pub async fn open_tenant(args: &TenantArgs) -> anyhow::Result<Arc<Tenant>> {
 
 /// A runtime serving every tenant of `file`, secrets read from the environment.
 pub async fn runtime_for(file: &TenantsFile) -> anyhow::Result<Runtime> {
-    let engine = Engine::new()?;
+    let engine = Engine::with_options(file.engine.options(EngineOptions::default()))?;
     Ok(Runtime::from_file(&engine, file, |variable| std::env::var(variable).ok()).await?)
 }
 
