@@ -171,7 +171,7 @@ impl Runtime {
                 tenant: tenant.id.clone(),
                 field: "limits.memory_mb".into(),
                 message: format!(
-                    "at most {} MiB on this engine",
+                    "at most {} MiB on this engine (raise `[engine] max_memory_mb` for more)",
                     self.engine.max_memory_bytes() >> 20
                 ),
             }
