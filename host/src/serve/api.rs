@@ -319,14 +319,32 @@ async fn status(
         }
         _ => None,
     };
+    let (channel, error) = channel_and_error(message.state, &detail);
     Ok(axum::Json(json!({
         "id": id,
         "state": message.state.as_str(),
+        "channel": channel,
         "attempts": message.attempts,
+        "error": error,
         "detail": detail,
         "wechat_status": wechat_status,
     }))
     .into_response())
+}
+
+/// The channel that delivered, and the last error of a message not delivered (yet), read off
+/// the last detail: the component's delivery or error JSON, or a host's message.
+fn channel_and_error(state: MessageState, detail: &Value) -> (Value, Value) {
+    if state == MessageState::Delivered {
+        let channel = detail.get("channel").cloned().unwrap_or(Value::Null);
+        return (channel, Value::Null);
+    }
+    let error = match detail {
+        Value::Null => Value::Null,
+        Value::String(message) => json!({ "message": message }),
+        other => other.get("error").cloned().unwrap_or_else(|| other.clone()),
+    };
+    (Value::Null, error)
 }
 
 /// What WeChat reported for a template message (`TEMPLATESENDJOBFINISH`), if it has yet.

@@ -4,7 +4,7 @@
 //! | route | auth | what |
 //! |---|---|---|
 //! | `POST /v1/{tenant}/notifications` | Bearer | validate, enqueue; `202 {"id","duplicate"}` (or a batch `{"notifications":[…]}` → `{"ids","duplicates"}`) |
-//! | `GET /v1/{tenant}/notifications/{id}` | Bearer | `{"id","state","attempts","detail","wechat_status"}` |
+//! | `GET /v1/{tenant}/notifications/{id}` | Bearer | `{"id","state","channel","attempts","error","detail","wechat_status"}` |
 //! | `GET /v1/{tenant}/users/{mini\|oa\|union}/{id}` | Bearer | the component's answer |
 //! | `GET\|POST /v1/{tenant}/wechat/{oa\|mini}` | WeChat's signature | the component's callback answer |
 //! | `GET /metrics`, `/healthz`, `/readyz`, `/openapi.json` | — | operations |

@@ -221,6 +221,8 @@ async fn submits_one_and_a_batch_and_they_are_delivered() {
     assert_eq!(status["state"], "delivered", "{status}");
     assert!(status["attempts"].as_u64().unwrap() >= 1);
     assert_eq!(status["detail"]["channel"], "template_message");
+    assert_eq!(status["channel"], "template_message", "{status}");
+    assert_eq!(status["error"], Value::Null, "{status}");
     assert!(status.get("wechat_status").is_some());
     for id in batch["ids"].as_array().unwrap() {
         let status = served.wait_final(id.as_str().unwrap()).await;
@@ -299,6 +301,9 @@ async fn refusals_fail_at_once_and_the_daily_quota_waits() {
     assert_eq!(status["state"], "failed", "{status}");
     assert_eq!(status["attempts"], 1, "never retried: {status}");
     assert_eq!(status["wechat_status"], Value::Null);
+    assert_eq!(status["channel"], Value::Null, "{status}");
+    assert_eq!(status["error"]["kind"], "refused", "{status}");
+    assert_eq!(status["error"]["errcode"], 43004, "{status}");
 
     // 45009: the tenant is paused until midnight China time, the message waits in the queue.
     sandbox.state().inject(Fault {
@@ -331,6 +336,10 @@ async fn refusals_fail_at_once_and_the_daily_quota_waits() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(status["detail"]["error"]["errcode"], 45009, "{status}");
+    assert_eq!(
+        status["error"]["kind"], "quota",
+        "the error of the last attempt: {status}"
+    );
     let metrics = served.get("/metrics").await.text();
     assert!(
         metrics.contains(
@@ -372,7 +381,7 @@ async fn a_notification_that_keeps_failing_ends_when_its_retry_window_closes() {
         .wait_final(accepted.json()["id"].as_str().unwrap())
         .await;
     assert_eq!(status["state"], "failed", "{status}");
-    let detail = status["detail"].as_str().unwrap_or_default();
+    let detail = status["error"]["message"].as_str().unwrap_or_default();
     assert!(
         detail.starts_with("gave up after") && detail.contains("system error"),
         "says why it stopped and what went wrong last: {status}"
