@@ -106,6 +106,8 @@ pub mod outbox;
 mod redis;
 mod sqlite;
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 

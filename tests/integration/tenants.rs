@@ -148,14 +148,14 @@ async fn second_process_sender() {
 /// Two runtimes (two hosts) sharing one Redis send 500 notifications at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_runtimes_sharing_redis_fetch_one_token_for_500_sends() {
-    let redis = wxnotify_tests::RedisServer::start();
+    let redis = wxnotify_tests::RedisServer::start(None);
     let world = World::in_memory().await;
     let user = world.sandbox.state().add_user(SeedUser::follower());
     let oa = user.oa_openid.clone().unwrap();
     let mut tenants = Vec::new();
     for host in ["host-a", "host-b"] {
         let backend: wxnotify_store::SharedBackend = Arc::new(
-            wxnotify_store::RedisBackend::connect(&redis.url)
+            wxnotify_store::RedisBackend::connect(&redis.url())
                 .await
                 .unwrap(),
         );

@@ -184,5 +184,4 @@ pub fn data(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-mod redis_server;
-pub use redis_server::RedisServer;
+pub use wxnotify_store::testing::RedisServer;

@@ -3,10 +3,6 @@
 //!
 //! One test binary for all of them: each links wasmtime.
 
-// A redis-server of the test's own (shared with the workspace's other test crate).
-#[path = "../../../tests/src/redis_server.rs"]
-mod redis_server;
-
 // The commands: send, sync-followers, plugin, exit codes, output.
 mod commands;
 // `wxnotify serve`: crash, two servers on one Redis, the fault run.

@@ -228,14 +228,14 @@ async fn a_server_killed_mid_delivery_loses_nothing_and_sends_nothing_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_servers_on_one_redis_deliver_5000_once_with_one_token_fetch() {
-    let redis = crate::redis_server::RedisServer::start();
+    let redis = wxnotify_store::testing::RedisServer::start(None);
     let sandbox = big_sandbox().await;
     let oa = oa_user(&sandbox, true);
     let dir = tempfile::tempdir().unwrap();
     write_tenants(
         dir.path(),
         &sandbox,
-        &format!("backend = \"redis\"\nurl = \"{}\"", redis.url),
+        &format!("backend = \"redis\"\nurl = \"{}\"", redis.url()),
     );
     let (a, b) = (
         Server::start(dir.path(), "a"),
