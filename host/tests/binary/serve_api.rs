@@ -125,9 +125,9 @@ impl Served {
 }
 
 /// Starts `wxnotify serve --bind 127.0.0.1:0` with tenant `shop` (API key set), tenant
-/// `closed` (no key), both on the sandbox, on SQLite in a temporary directory; `args` are more
-/// `serve` options.
-async fn serve(sandbox: &Sandbox, args: &[&str]) -> Served {
+/// `closed` (no key), both on the sandbox, on SQLite in a temporary directory; `shop_toml` is
+/// more of shop's TOML (e.g. its limits), `args` more `serve` options.
+async fn serve(sandbox: &Sandbox, shop_toml: &str, args: &[&str]) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let (mini, oa) = (sandbox.state().mini_app(), sandbox.state().oa_app());
     let tenant = |id: &str, key: &str| {
@@ -145,7 +145,10 @@ async fn serve(sandbox: &Sandbox, args: &[&str]) -> Served {
         dir.path().join("wxnotify.toml"),
         format!(
             "[storage]\nbackend = \"sqlite\"\npath = \"wxnotify.sqlite3\"\n\n{}\n{}",
-            tenant("shop", "api_key_env = \"SHOP_API_KEY\""),
+            tenant(
+                "shop",
+                &format!("api_key_env = \"SHOP_API_KEY\"\n{shop_toml}")
+            ),
             tenant("closed", "")
         ),
     )
@@ -187,7 +190,7 @@ async fn submits_one_and_a_batch_and_they_are_delivered() {
     let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
     let user = sandbox.state().add_user(SeedUser::follower());
     let oa = user.oa_openid.unwrap();
-    let served = serve(&sandbox, &[]).await;
+    let served = serve(&sandbox, "", &[]).await;
 
     let one = served
         .post_json("/v1/shop/notifications", &shipped(&oa, Some("order-1")))
@@ -286,7 +289,7 @@ async fn refusals_fail_at_once_and_the_daily_quota_waits() {
         ..SeedUser::default()
     });
     let follower = sandbox.state().add_user(SeedUser::follower());
-    let served = serve(&sandbox, &[]).await;
+    let served = serve(&sandbox, "", &[]).await;
 
     let refused = served
         .post_json(
@@ -369,7 +372,7 @@ async fn a_notification_that_keeps_failing_ends_when_its_retry_window_closes() {
         -1,
         "system error",
     ));
-    let served = serve(&sandbox, &["--retry-for", "3s"]).await;
+    let served = serve(&sandbox, "", &["--retry-for", "3s"]).await;
     let accepted = served
         .post_json(
             "/v1/shop/notifications",
@@ -395,9 +398,43 @@ async fn a_notification_that_keeps_failing_ends_when_its_retry_window_closes() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_tenants_send_rate_spaces_its_sends() {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let follower = sandbox.state().add_user(SeedUser::follower());
+    let oa = follower.oa_openid.unwrap();
+    let served = serve(&sandbox, "[tenants.shop.limits]\nsends_per_second = 3", &[]).await;
+    let batch: Vec<Value> = (0..12).map(|_| shipped(&oa, None)).collect();
+    let submitted = std::time::SystemTime::now();
+    let accepted = served
+        .post_json("/v1/shop/notifications", &json!({ "notifications": batch }))
+        .await;
+    assert_eq!(accepted.status, 202, "{}", accepted.text());
+    for id in accepted.json()["ids"].as_array().unwrap() {
+        let status = served.wait_final(id.as_str().unwrap()).await;
+        assert_eq!(status["state"], "delivered", "{status}");
+    }
+    let last = sandbox
+        .state()
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/cgi-bin/message/template/send")
+        .map(|r| r.at)
+        .max()
+        .unwrap();
+    // A bucket of 3 refilled at 3 a second: 3 at once, the other 9 a third of a second apart.
+    // A lower bound only: a slow machine makes it later, never earlier.
+    let took = last.duration_since(submitted).unwrap();
+    assert!(
+        took >= Duration::from_millis(2_950),
+        "12 sends at 3 a second took {took:?}"
+    );
+    sandbox.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn refuses_what_it_should() {
     let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
-    let served = serve(&sandbox, &[]).await;
+    let served = serve(&sandbox, "", &[]).await;
     let body = shipped("oOA0000000000000000000000001", None);
 
     let no_key = served
@@ -478,7 +515,7 @@ async fn refuses_what_it_should() {
 #[tokio::test(flavor = "multi_thread")]
 async fn forwards_wechat_callbacks_and_serves_operations() {
     let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
-    let served = serve(&sandbox, &[]).await;
+    let served = serve(&sandbox, "", &[]).await;
 
     // §5.1: URL verification, no API key (WeChat signs instead).
     let verified = served
