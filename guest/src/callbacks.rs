@@ -13,15 +13,15 @@
 //! | anything else | nothing |
 //!
 //! WeChat retries a push it got no answer to within 5 s, up to three times. The first delivery
-//! to arrive claims the push's marker (bucket `callbacks`, key
-//! [`callback::marker_key`]) with a compare-and-swap on an absent key, so of two deliveries
+//! to arrive claims the push's marker (bucket `callbacks`, key [`callback::marker_key`], value
+//! the time it was applied) with a compare-and-swap on an absent key, so of two deliveries
 //! racing, exactly one applies it; the others are acknowledged as they are.
 //!
 //! wasi:keyvalue has no expiry, so markers are swept by the pushes themselves: one applied push
 //! in [`SWEEP_ONE_IN`] walks one page of the bucket on from where the last sweep stopped and
-//! deletes the markers of pushes created more than [`MARKER_RETENTION_SECS`] ago. WeChat's
-//! retries come within seconds, so a marker that old guards nothing, and the bucket stays the
-//! size of a day of pushes.
+//! deletes the markers applied more than [`MARKER_RETENTION_SECS`] ago. WeChat's retries come
+//! within seconds, so a marker that old guards nothing, and the bucket stays the size of a day
+//! of pushes.
 
 use serde::Deserialize;
 
@@ -35,8 +35,8 @@ use crate::wechat::config::AccountKind;
 use crate::wechat::error::{Error, Result};
 use crate::wechat::users::{self, SubscriptionSent, SubscriptionStatus, TemplateOutcome};
 
-/// How long a push's marker is kept, counted from the push's `CreateTime`.
-pub const MARKER_RETENTION_SECS: i64 = 24 * 3600;
+/// How long a push's marker is kept after the push was applied.
+pub const MARKER_RETENTION_SECS: u64 = 24 * 3600;
 /// One applied push in this many sweeps a page of markers, spreading the sweep thin.
 pub const SWEEP_ONE_IN: u64 = 32;
 /// Where the sweep stopped: the cursor of the next page of the `callbacks` bucket.
@@ -100,8 +100,8 @@ fn apply<E: Env>(env: &E, kind: AccountKind, push: &Push) -> Result<Received> {
     let Some(marker) = push.marker(kind) else {
         return Ok(Received::Ignored);
     };
-    let stamp = push.create_time.to_string();
-    if !env.compare_and_swap(Bucket::Callbacks, &marker, None, stamp.as_bytes())? {
+    let applied_at = (env.now_ms() / 1000).to_string();
+    if !env.compare_and_swap(Bucket::Callbacks, &marker, None, applied_at.as_bytes())? {
         return Ok(Received::Duplicate);
     }
     let recorded = record(env, kind, push);
@@ -126,11 +126,24 @@ fn sweep_markers<E: Env>(env: &E) -> Result<usize> {
         .get(Bucket::Callbacks, SWEEP_CURSOR)?
         .and_then(|cursor| String::from_utf8(cursor).ok());
     let (keys, next) = env.list_keys(Bucket::Callbacks, cursor.as_deref())?;
-    let now_secs = i64::try_from(env.now_ms() / 1000).unwrap_or(i64::MAX);
-    let oldest_kept = now_secs.saturating_sub(MARKER_RETENTION_SECS);
-    let stale: Vec<String> = keys
+    let markers: Vec<String> = keys
         .into_iter()
-        .filter(|key| callback::marker_create_time(key).is_some_and(|t| t < oldest_kept))
+        .filter(|key| key.starts_with(callback::MARKER_PREFIX))
+        .collect();
+    let applied = env.get_many(Bucket::Callbacks, markers.clone())?;
+    let oldest_kept = (env.now_ms() / 1000).saturating_sub(MARKER_RETENTION_SECS);
+    let stale: Vec<String> = markers
+        .into_iter()
+        .zip(applied)
+        .filter(|(_, applied_at)| {
+            // Gone meanwhile, or not a time we wrote: nothing to keep.
+            let applied_at = applied_at
+                .as_deref()
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            applied_at.is_none_or(|at| at < oldest_kept)
+        })
+        .map(|(key, _)| key)
         .collect();
     let swept = stale.len();
     env.delete_many(Bucket::Callbacks, stale)?;
@@ -258,6 +271,8 @@ mod tests {
         random: Cell<u64>,
         /// Keys per `list_keys` page.
         page: usize,
+        /// The clock, in seconds.
+        now_secs: Cell<u64>,
     }
 
     impl FakeEnv {
@@ -290,6 +305,7 @@ mod tests {
                 fail_deletes: Cell::new(false),
                 random: Cell::new(7),
                 page: 1000,
+                now_secs: Cell::new(NOW_SECS),
             }
         }
 
@@ -427,7 +443,7 @@ mod tests {
         }
 
         fn now_ms(&self) -> u64 {
-            NOW_SECS * 1000
+            self.now_secs.get() * 1000
         }
 
         fn sleep_ms(&self, _millis: u64) {}
@@ -533,8 +549,9 @@ mod tests {
         let markers = env.markers();
         assert_eq!(markers.len(), 1);
         assert_eq!(
-            env.callbacks.borrow()[&markers[0]].as_slice(),
-            b"100".as_slice()
+            env.callbacks.borrow()[&markers[0]],
+            NOW_SECS.to_string().into_bytes(),
+            "when it was applied"
         );
         // The same user following again later is a new push.
         assert_eq!(
@@ -597,48 +614,48 @@ mod tests {
         let mut env = FakeEnv::new(&[]);
         env.page = 4;
         let oa = AccountKind::OfficialAccount;
-        let finished = |msgid: i64, create_time: u64| {
+        let finished = |msgid: i64| {
             let extra = format!("<MsgID>{msgid}</MsgID><Status><![CDATA[success]]></Status>");
-            event(OPENID, create_time as i64, "TEMPLATESENDJOBFINISH", &extra)
+            // Signed for the fake's clock, whatever it says.
+            let (timestamp, nonce) = (env.now_secs.get().to_string(), "42");
+            let signature = crypto::url_signature(TOKEN, &timestamp, nonce);
+            let query = format!("signature={signature}&timestamp={timestamp}&nonce={nonce}");
+            let body = event(OPENID, 100 + msgid, "TEMPLATESENDJOBFINISH", &extra);
+            receive(&env, oa, &query, || Ok(body.into_bytes()))
         };
-        let two_days_ago = NOW_SECS - 2 * 24 * 3600;
-        for i in 0..6 {
-            assert_eq!(
-                post(&env, oa, &finished(i, two_days_ago + i as u64)),
-                Ok(Received::Applied)
-            );
+        env.now_secs.set(NOW_SECS - 2 * 24 * 3600);
+        for msgid in 0..6 {
+            assert_eq!(finished(msgid), Ok(Received::Applied));
         }
-        for i in 0..3 {
-            post(&env, oa, &finished(100 + i, NOW_SECS - 60)).unwrap();
+        env.now_secs.set(NOW_SECS - 60);
+        for msgid in 10..13 {
+            finished(msgid).unwrap();
         }
         assert_eq!(env.markers().len(), 9, "no sweep while the dice say no");
 
         // Every push sweeps from now on: one page each, resuming where the last one stopped.
+        env.now_secs.set(NOW_SECS);
         env.random.set(0);
-        post(&env, oa, &finished(200, NOW_SECS)).unwrap();
-        assert_eq!(
-            env.markers().len(),
-            10 - 4,
-            "the first page held 4 stale markers"
-        );
-        assert!(env.callbacks.borrow().contains_key(SWEEP_CURSOR));
-        post(&env, oa, &finished(201, NOW_SECS)).unwrap();
-        post(&env, oa, &finished(202, NOW_SECS)).unwrap();
-        let left = env.markers();
-        assert_eq!(left.len(), 6, "{left:?}");
-        assert!(
-            left.iter().all(|k| callback::marker_create_time(k)
-                .is_some_and(|t| t >= (NOW_SECS - 24 * 3600) as i64)),
-            "only markers of the last day are left: {left:?}"
-        );
-        // A sweep never touches anything but stale markers: the records stay.
-        assert!(env.user("msg/0").is_some() && env.user("msg/202").is_some());
-        // A retry of a swept push is a day late: WeChat stopped retrying long ago, and
+        for msgid in 20..23 {
+            finished(msgid).unwrap();
+        }
+        let left: Vec<u64> = env
+            .markers()
+            .iter()
+            .map(|k| {
+                let applied = env.callbacks.borrow()[k].clone();
+                String::from_utf8(applied).unwrap().parse().unwrap()
+            })
+            .collect();
+        assert_eq!(left.len(), 6, "the 6 of the last day: {left:?}");
+        assert!(left.iter().all(|&at| at >= NOW_SECS - 60), "{left:?}");
+        // A sweep never touches anything but markers: the records stay.
+        assert!(env.user("msg/0").is_some() && env.user("msg/22").is_some());
+        // A retry of a swept push comes a day late: WeChat stopped retrying long ago, and
         // applying it again changes nothing (the same final status).
-        assert_eq!(
-            post(&env, oa, &finished(0, two_days_ago)),
-            Ok(Received::Applied)
-        );
+        assert_eq!(finished(0), Ok(Received::Applied));
+        // A push is never swept by its own sweep, however old its CreateTime.
+        assert_eq!(finished(0), Ok(Received::Duplicate));
     }
 
     #[test]

@@ -358,10 +358,10 @@ async fn subscribe_maps_the_unionid_so_a_send_by_mini_openid_works() {
     .await
     .assert_success();
     assert_eq!(user_info_calls(&world), 1);
-    assert_eq!(
-        stored(&world, "cb", &format!("oa/{oa}")).await,
-        Some(json!({"unionid": user.unionid, "follows": true}))
-    );
+    let record = stored(&world, "cb", &format!("oa/{oa}")).await.unwrap();
+    assert_eq!(record["unionid"], json!(user.unionid), "{record}");
+    assert_eq!(record["follows"], true, "{record}");
+    assert!(record["looked_up_at"].is_u64(), "dated: {record}");
 
     let delivery = cb.send_notification(&by_mini).await.expect("sent");
     assert_eq!(delivery.openid, oa);
