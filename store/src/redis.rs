@@ -68,7 +68,7 @@ const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(1);
 /// one number: it splits magnitudes into a high part and the low nine digits, both exact in a
 /// double, and does the arithmetic and the range check on those.
 ///
-/// KEYS[1]: the scope's hash. ARGV[1]: the key. ARGV[2]: the delta, in decimal.
+/// `KEYS[1]`: the scope's hash. `ARGV[1]`: the key. `ARGV[2]`: the delta, in decimal.
 /// Returns `{0, new value}`, `{1}` if the stored value is not an integer, `{2}` on overflow; in
 /// the last two cases it has written nothing.
 static INCREMENT: LazyLock<Script> = LazyLock::new(|| {
@@ -141,8 +141,8 @@ return {0, result}
 /// `compare_and_swap`, atomically on the server. Lua strings compare byte for byte, and an
 /// absent field (`false`) never equals a string, not even the empty one.
 ///
-/// KEYS[1]: the scope's hash. ARGV[1]: the key. ARGV[2]: `1` if a value is expected, `0` if
-/// absence is. ARGV[3]: the expected value (empty when absence is expected). ARGV[4]: the new
+/// `KEYS[1]`: the scope's hash. `ARGV[1]`: the key. `ARGV[2]`: `1` if a value is expected, `0` if
+/// absence is. `ARGV[3]`: the expected value (empty when absence is expected). `ARGV[4]`: the new
 /// value. Returns `{1}` when it swapped, `{0, current}` or `{0}` (absent) when it did not.
 static COMPARE_AND_SWAP: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
