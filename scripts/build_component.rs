@@ -1,6 +1,6 @@
 // Shared by the build scripts that build a workspace crate as a wasm component
-// (host/build.rs: the guest; tests/build.rs: the test fixtures). Not a crate of its own: each
-// build script pulls it in with
+// (host/build.rs: the guest; tests/build.rs: the test fixtures and the plugins). Not a crate of
+// its own: each build script pulls it in with
 //
 //     include!("../scripts/build_component.rs");
 //

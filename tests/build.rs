@@ -1,7 +1,10 @@
-//! Builds the test-fixture components for `wasm32-wasip2` and hands their paths to the tests:
+//! Builds the components the end-to-end tests run besides the built-in one, for
+//! `wasm32-wasip2`, and hands their paths to the tests:
 //!
 //! - `WXNOTIFY_FIXTURE_MISBEHAVING`: `tests/fixtures/misbehaving/`, a component that spins,
-//!   exhausts memory or sleeps on request (`env!("WXNOTIFY_FIXTURE_MISBEHAVING")`).
+//!   exhausts memory or sleeps on request (`env!("WXNOTIFY_FIXTURE_MISBEHAVING")`);
+//! - `WXNOTIFY_PLUGIN_WECOM_ROBOT`: `plugins/wecom-robot/`, the WeCom group robot plugin
+//!   (`env!("WXNOTIFY_PLUGIN_WECOM_ROBOT")`).
 
 include!("../scripts/build_component.rs");
 
@@ -9,6 +12,8 @@ fn main() {
     component_build::rerun_if_changed(&[
         "tests/fixtures/misbehaving/src",
         "tests/fixtures/misbehaving/Cargo.toml",
+        "plugins/wecom-robot/src",
+        "plugins/wecom-robot/Cargo.toml",
         "wit",
         "Cargo.lock",
         "scripts/build_component.rs",
@@ -21,5 +26,14 @@ fn main() {
     println!(
         "cargo:rustc-env=WXNOTIFY_FIXTURE_MISBEHAVING={}",
         misbehaving.display()
+    );
+
+    let wecom_robot = component_build::build_component(
+        "wxnotify-plugin-wecom-robot",
+        "wxnotify_plugin_wecom_robot.wasm",
+    );
+    println!(
+        "cargo:rustc-env=WXNOTIFY_PLUGIN_WECOM_ROBOT={}",
+        wecom_robot.display()
     );
 }

@@ -458,7 +458,9 @@ impl TenantSpec {
                 AllowList::new([format!("{host}:{port}")])
             }
         };
-        if self.mini_program.is_none() && self.official_account.is_none() {
+        // A plugin may need no WeChat account at all (a WeCom robot posts with its own key);
+        // the built-in component can do nothing without one.
+        if self.plugin.is_none() && self.mini_program.is_none() && self.official_account.is_none() {
             return Err(invalid(
                 "mini_program / official_account",
                 "configure at least one account".into(),
@@ -671,6 +673,13 @@ secret = "s"
                 .to_string()
                 .contains("at least one account")
         );
+        let file = TenantsFile::parse(
+            "[tenants.a]\nplugin = \"robot.wasm\"\n[tenants.a.config]\nwebhook_key = \"k\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let plugin_only = &file.resolve_all(|_| None).unwrap()[0];
+        assert_eq!(plugin_only.config["webhook_key"], "k");
         assert!(TenantsFile::parse("[tenants.\"a/b\"]\n", "t.toml").is_err());
         let file = TenantsFile::parse(
             "[tenants.a.limits]\nmemory_mb = 1\n[tenants.a.mini_program]\nappid = \"wx\"\nsecret = \"s\"\n",

@@ -5,8 +5,9 @@
 //! (by default, the host of its `api_base`). A denied request fails with
 //! `HttpRequestDenied` before any connection is made. Allowed requests go through one
 //! [`HttpClient`] shared by every tenant: pooled keep-alive connections, TLS verified against
-//! the webpki roots, connect, response and between-bytes timeouts, and size limits both ways. Logged URLs
-//! never show `access_token`, `secret` or `js_code` values.
+//! the webpki roots, connect, response and between-bytes timeouts, and size limits both ways.
+//! Logged URLs never show `access_token`, `secret`, `js_code` or `key` (a WeCom robot's webhook
+//! key) values.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -266,7 +267,9 @@ pub fn redact(uri: &http::Uri) -> String {
     let redacted: Vec<String> = query
         .split('&')
         .map(|pair| match pair.split_once('=') {
-            Some((name @ ("access_token" | "secret" | "js_code"), _)) => format!("{name}=***"),
+            Some((name @ ("access_token" | "secret" | "js_code" | "key"), _)) => {
+                format!("{name}=***")
+            }
             _ => pair.to_owned(),
         })
         .collect();
@@ -394,5 +397,19 @@ mod tests {
         );
         let uri: http::Uri = "http://h:1/cgi-bin/x?access_token=T".parse().unwrap();
         assert_eq!(redact(&uri), "http://h:1/cgi-bin/x?access_token=***");
+    }
+
+    #[test]
+    fn redacts_a_wecom_robot_webhook_key() {
+        let uri: http::Uri =
+            "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=693a91f6-7xxx-4bc4&debug=1"
+                .parse()
+                .unwrap();
+        let logged = redact(&uri);
+        assert_eq!(
+            logged,
+            "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=***&debug=1"
+        );
+        assert!(!logged.contains("693a91f6"));
     }
 }

@@ -26,6 +26,9 @@ pub const CGI_SUBSCRIBE_SEND: &str = "/cgi-bin/message/subscribe/send";
 pub const CGI_UNIFORM_SEND: &str = "/cgi-bin/message/wxopen/template/uniform_send";
 /// Path of the API quota endpoint.
 pub const CGI_QUOTA_GET: &str = "/cgi-bin/openapi/quota/get";
+/// Path of the WeCom (企业微信) group robot webhook, served beside the WeChat API so one
+/// sandbox stands in for both `api.weixin.qq.com` and `qyapi.weixin.qq.com`.
+pub const WECOM_WEBHOOK_SEND: &str = "/cgi-bin/webhook/send";
 
 /// Which of the two sandbox accounts something belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -93,6 +96,9 @@ pub struct SandboxConfig {
     pub record_limit: usize,
     /// Address to listen on (default `127.0.0.1:0`, an ephemeral port).
     pub bind: SocketAddr,
+    /// Webhook keys of the WeCom group robots that exist from the start (default none); more
+    /// are added with [`crate::SandboxState::add_robot`].
+    pub robot_keys: Vec<String>,
 }
 
 impl Default for SandboxConfig {
@@ -109,6 +115,7 @@ impl Default for SandboxConfig {
             daily_limits: default_daily_limits(),
             record_limit: 100_000,
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            robot_keys: Vec::new(),
         }
     }
 }

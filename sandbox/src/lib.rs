@@ -9,8 +9,9 @@
 //! Emulated endpoints: `/cgi-bin/token`, `/cgi-bin/stable_token`, `/sns/jscode2session`,
 //! `/cgi-bin/user/get`, `/cgi-bin/user/info`, `/cgi-bin/user/info/batchget`,
 //! `/cgi-bin/message/template/send`, `/cgi-bin/message/subscribe/send`,
-//! `/cgi-bin/message/wxopen/template/uniform_send` (always 45109) and
-//! `/cgi-bin/openapi/quota/get`. Time-based rules follow a test clock ([`SandboxState::now`],
+//! `/cgi-bin/message/wxopen/template/uniform_send` (always 45109),
+//! `/cgi-bin/openapi/quota/get`, and WeCom's group robot webhook `/cgi-bin/webhook/send`
+//! ([`SandboxState::add_robot`], [`SandboxState::robot_messages`]). Time-based rules follow a test clock ([`SandboxState::now`],
 //! [`SandboxState::advance_clock`]).
 //!
 //! ```no_run
@@ -49,15 +50,15 @@ pub use api::{DroppedConnection, router};
 pub use config::{
     Account, AppCredentials, CGI_JSCODE2SESSION, CGI_QUOTA_GET, CGI_STABLE_TOKEN,
     CGI_SUBSCRIBE_SEND, CGI_TEMPLATE_SEND, CGI_TOKEN, CGI_UNIFORM_SEND, CGI_USER_BATCHGET,
-    CGI_USER_GET, CGI_USER_INFO, SandboxConfig, default_daily_limits,
+    CGI_USER_GET, CGI_USER_INFO, SandboxConfig, WECOM_WEBHOOK_SEND, default_daily_limits,
 };
 pub use error::SandboxError;
 pub use faults::{Fault, FaultAction};
 pub use record::{
-    DeliveredSubscribeMessage, DeliveredTemplateMessage, DisplayedValue, RecordedRequest, Stats,
-    TokenFetches,
+    DeliveredSubscribeMessage, DeliveredTemplateMessage, DisplayedValue, RecordedRequest,
+    RobotMessage, Stats, TokenFetches,
 };
-pub use state::SandboxState;
+pub use state::{ROBOT_MESSAGES_PER_MINUTE, SandboxState};
 pub use users::{SeedUser, SeededUser};
 
 /// A running sandbox server.

@@ -14,7 +14,8 @@ pub struct RecordedRequest {
     pub method: String,
     /// Path without the query, e.g. `/cgi-bin/token`.
     pub path: String,
-    /// Decoded query parameters (secrets and tokens included: this is a test double).
+    /// Decoded query parameters (secrets and tokens included: this is a test double), except
+    /// a WeCom robot's webhook `key`, recorded as `***`.
     pub query: BTreeMap<String, String>,
     /// The body: parsed JSON, or the raw text as a JSON string when it is not JSON; `None` when
     /// empty.
@@ -84,6 +85,22 @@ pub struct DeliveredSubscribeMessage {
     pub miniprogram_state: String,
     /// `lang` in effect (`zh_CN` when omitted).
     pub lang: String,
+    /// When it was accepted, on the sandbox clock (serialised as Unix milliseconds).
+    #[serde(serialize_with = "unix_millis")]
+    pub at: SystemTime,
+}
+
+/// A message a WeCom group robot accepted (the robot is the webhook key it was read back by).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RobotMessage {
+    /// `text` or `markdown`.
+    pub msgtype: String,
+    /// The content as posted.
+    pub content: String,
+    /// Userids to @-mention (`text` only).
+    pub mentioned_list: Vec<String>,
+    /// Mobile numbers to @-mention (`text` only).
+    pub mentioned_mobile_list: Vec<String>,
     /// When it was accepted, on the sandbox clock (serialised as Unix milliseconds).
     #[serde(serialize_with = "unix_millis")]
     pub at: SystemTime,

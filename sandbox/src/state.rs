@@ -14,8 +14,8 @@ use crate::config::{Account, AppCredentials, CGI_STABLE_TOKEN, CGI_TOKEN, Sandbo
 use crate::error::{ApiError, SandboxError};
 use crate::faults::{Fault, FaultBook, FaultPlan};
 use crate::record::{
-    Bounded, DeliveredSubscribeMessage, DeliveredTemplateMessage, RecordedRequest, Stats,
-    TokenFetches, unix_secs,
+    Bounded, DeliveredSubscribeMessage, DeliveredTemplateMessage, RecordedRequest, RobotMessage,
+    Stats, TokenFetches, unix_secs,
 };
 use crate::tokens::TokenStore;
 use crate::users::{SeedUser, SeededUser, UserDirectory, UserId};
@@ -24,6 +24,44 @@ use crate::users::{SeedUser, SeededUser, UserDirectory, UserId};
 pub(crate) const LOGIN_CODE_TTL: Duration = Duration::from_secs(5 * 60);
 /// Window in which a repeated `client_msg_id` returns the original msgid.
 pub(crate) const CLIENT_MSG_ID_WINDOW: Duration = Duration::from_secs(10 * 60);
+
+/// A WeCom group robot accepts at most this many messages per minute (45009 beyond).
+pub const ROBOT_MESSAGES_PER_MINUTE: usize = 20;
+const ROBOT_RATE_WINDOW: Duration = Duration::from_secs(60);
+
+/// One WeCom group robot: what it accepted, and when its recent messages arrived.
+pub(crate) struct Robot {
+    messages: Bounded<RobotMessage>,
+    /// Arrival of accepted messages within the last [`ROBOT_RATE_WINDOW`], oldest first.
+    recent: VecDeque<SystemTime>,
+}
+
+impl Robot {
+    fn new(record_limit: usize) -> Self {
+        Self {
+            messages: Bounded::new(record_limit),
+            recent: VecDeque::new(),
+        }
+    }
+
+    /// Takes `message` unless the robot already accepted [`ROBOT_MESSAGES_PER_MINUTE`] in the
+    /// minute before it (45009, as WeCom answers).
+    pub(crate) fn accept(&mut self, message: RobotMessage) -> Result<(), ApiError> {
+        while self
+            .recent
+            .front()
+            .is_some_and(|&at| at + ROBOT_RATE_WINDOW <= message.at)
+        {
+            self.recent.pop_front();
+        }
+        if self.recent.len() >= ROBOT_MESSAGES_PER_MINUTE {
+            return Err(ApiError::new(45009, "api freq out of limit"));
+        }
+        self.recent.push_back(message.at);
+        self.messages.push(message);
+        Ok(())
+    }
+}
 
 /// The sandbox's state: accounts, users, tokens, records and faults behind one mutex.
 ///
@@ -71,6 +109,8 @@ pub(crate) struct World {
     pub(crate) subscribe_messages: Bounded<DeliveredSubscribeMessage>,
     pub(crate) stats: Stats,
     pub(crate) faults: FaultBook,
+    /// WeCom group robots by webhook key.
+    pub(crate) robots: HashMap<String, Robot>,
 }
 
 impl SandboxState {
@@ -94,6 +134,11 @@ impl SandboxState {
             subscribe_messages: Bounded::new(config.record_limit),
             stats: Stats::default(),
             faults: FaultBook::default(),
+            robots: config
+                .robot_keys
+                .iter()
+                .map(|key| (key.clone(), Robot::new(config.record_limit)))
+                .collect(),
         };
         world.templates[Account::OfficialAccount.index()].insert(
             "TPL_ORDER_SHIPPED".to_owned(),
@@ -369,6 +414,32 @@ impl SandboxState {
         let mut world = self.world();
         world.template_messages.clear();
         world.subscribe_messages.clear();
+        for robot in world.robots.values_mut() {
+            robot.messages.clear();
+        }
+    }
+
+    // ----- WeCom group robots -------------------------------------------------------------
+
+    /// Creates a WeCom group robot with webhook key `key` (no-op if it exists): posts to
+    /// `/cgi-bin/webhook/send?key=…` are accepted from now on.
+    pub fn add_robot(&self, key: impl Into<String>) {
+        let mut world = self.world();
+        let limit = world.config.record_limit;
+        world
+            .robots
+            .entry(key.into())
+            .or_insert_with(|| Robot::new(limit));
+    }
+
+    /// Messages the robot with webhook key `key` accepted, oldest first (none for an unknown
+    /// key).
+    pub fn robot_messages(&self, key: &str) -> Vec<RobotMessage> {
+        self.world()
+            .robots
+            .get(key)
+            .map(|robot| robot.messages.to_vec())
+            .unwrap_or_default()
     }
 
     // ----- faults ------------------------------------------------------------------------

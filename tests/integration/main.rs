@@ -18,3 +18,5 @@ mod channels;
 mod tenants;
 // WeChat's callback URLs: verification, plain and safe-mode pushes, the events recorded, refusals.
 mod callbacks;
+// Plugins: the WeCom group robot plugin, alone and swapped in live.
+mod plugins;

@@ -4,6 +4,7 @@ mod accounts;
 mod messages;
 mod observe;
 mod tokens;
+mod wecom;
 
 use std::time::Duration;
 
