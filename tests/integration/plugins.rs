@@ -391,5 +391,9 @@ async fn the_outbox_route_takes_the_built_in_components_json() {
     assert_eq!(status, 429, "the outbox retries it later");
     assert_eq!(error["error"]["kind"], "quota");
     assert_eq!(error["error"]["errcode"], 45009);
+    assert_eq!(
+        error["error"]["retry_after_secs"], 60,
+        "a per-minute limit, not WeChat's daily quota: the outbox must not pause till midnight"
+    );
     assert_eq!(sandbox.robot_messages(ROBOT_KEY).len(), 1);
 }

@@ -3,7 +3,9 @@
 //! What a component's answer means for the message is decided by [`classify`], a pure function:
 //! a delivery completes it, business refusals fail it (never retried: WeChat or the user said
 //! no), transient trouble retries it with exponential backoff, and the daily quota (45009)
-//! pauses the tenant until WeChat resets it at midnight China time.
+//! pauses the tenant until WeChat resets it at midnight China time. A component that knows
+//! better says when to retry with `retry_after_secs` in its error JSON (the WeCom robot plugin
+//! does: its 45009 is a per-minute limit), and that wins.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -27,6 +29,8 @@ pub(super) const LEASE_MARGIN: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// The retry delay for 45011 (API frequency limit): it clears within a minute.
 const FREQUENCY_RETRY: Duration = Duration::from_secs(60);
+/// The longest `retry_after_secs` a component is taken at its word for.
+const MAX_COMPONENT_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// WeChat's "daily quota reached" errcode: nothing gets through before midnight CST.
 const DAILY_QUOTA_ERRCODE: i64 = 45009;
 
@@ -115,7 +119,17 @@ pub(crate) fn classify(
     let errcode = error
         .and_then(|e| e.get("errcode"))
         .and_then(serde_json::Value::as_i64);
+    let retry_after = error
+        .and_then(|e| e.get("retry_after_secs"))
+        .and_then(serde_json::Value::as_u64)
+        .map(Duration::from_secs);
     match kind {
+        Some("unavailable" | "quota") if retry_after.is_some() => Decision::Retry {
+            after: retry_after
+                .unwrap_or_default()
+                .min(MAX_COMPONENT_RETRY_AFTER),
+            detail: body,
+        },
         Some("unavailable") => retry(body),
         Some("quota") if errcode == Some(DAILY_QUOTA_ERRCODE) => Decision::Pause {
             until: next_cst_midnight(now),
@@ -428,6 +442,17 @@ mod tests {
         assert!(matches!(
             classify(&answer(429, &error("quota", Some(45011))), 1, now, 0.0),
             Decision::Retry { after, .. } if after == FREQUENCY_RETRY
+        ));
+        // The component says when: a robot's per-minute 45009 is no daily quota.
+        let per_minute = r#"{"error":{"kind":"quota","errcode":45009,"retry_after_secs":60}}"#;
+        assert!(matches!(
+            classify(&answer(429, per_minute), 1, now, 0.0),
+            Decision::Retry { after, .. } if after == Duration::from_secs(60)
+        ));
+        let too_long = r#"{"error":{"kind":"unavailable","retry_after_secs":999999}}"#;
+        assert!(matches!(
+            classify(&answer(503, too_long), 1, now, 0.0),
+            Decision::Retry { after, .. } if after == MAX_COMPONENT_RETRY_AFTER
         ));
         for kind in [
             "refused",

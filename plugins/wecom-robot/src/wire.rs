@@ -185,7 +185,14 @@ pub fn status_of(error: &wit::Error) -> u16 {
     }
 }
 
-/// `{"error": {"kind", "message", "errcode"?, "errmsg"?}}`.
+/// A robot takes 20 messages a minute: a `quota` error clears within this many seconds.
+pub const QUOTA_RETRY_AFTER_SECS: u64 = 60;
+
+/// `{"error": {"kind", "message", "errcode"?, "errmsg"?, "retry_after_secs"?}}`.
+///
+/// `retry_after_secs` tells `wxnotify serve`'s workers when to try again: without it they take
+/// a `quota` error with errcode 45009 for WeChat's *daily* quota and pause the tenant until
+/// midnight, while the robot's 45009 is its per-minute limit.
 pub fn error_json(error: wit::Error) -> Value {
     let api = |kind: &str, e: wit::ApiError| json!({ "kind": kind, "message": format!("errcode {}: {}", e.errcode, e.errmsg), "errcode": e.errcode, "errmsg": e.errmsg });
     let text = |kind: &str, m: String| json!({ "kind": kind, "message": m });
@@ -194,7 +201,11 @@ pub fn error_json(error: wit::Error) -> Value {
         wit::Error::NotFound(m) => text("not_found", m),
         wit::Error::Refused(e) => api("refused", e),
         wit::Error::Rejected(e) => api("rejected", e),
-        wit::Error::Quota(e) => api("quota", e),
+        wit::Error::Quota(e) => {
+            let mut quota = api("quota", e);
+            quota["retry_after_secs"] = QUOTA_RETRY_AFTER_SECS.into();
+            quota
+        }
         wit::Error::Auth(e) => api("auth", e),
         wit::Error::Unavailable(m) => text("unavailable", m),
         wit::Error::Config(m) => text("config", m),
@@ -284,7 +295,8 @@ mod tests {
         assert_eq!(
             error_json(quota),
             json!({"error": {"kind": "quota", "message": "errcode 45009: api freq out of limit",
-                             "errcode": 45009, "errmsg": "api freq out of limit"}})
+                             "errcode": 45009, "errmsg": "api freq out of limit",
+                             "retry_after_secs": 60}})
         );
         let config = wit::Error::Config("webhook_key is not set".into());
         assert_eq!(status_of(&config), 500);
