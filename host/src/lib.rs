@@ -85,4 +85,4 @@ pub use bindings::{
 };
 pub use engine::{CompiledFrom, Engine, EngineOptions};
 pub use error::{ConfigError, Error, NotifyError};
-pub use runtime::{BUILTIN_COMPONENT, HostState, Limits, Runtime, Tenant};
+pub use runtime::{BUILTIN_COMPONENT, HostState, Limits, Runtime, SendRate, Tenant};

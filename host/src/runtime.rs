@@ -35,9 +35,36 @@ pub struct Limits {
     pub deadline: Duration,
     /// Calls of this tenant that may run at once; more wait for a slot.
     pub concurrency: usize,
-    /// Notifications `wxnotify serve`'s workers send per second for this tenant, per process
-    /// (`None`: unlimited). Calls made directly through [`Tenant`] are not limited by it.
-    pub sends_per_second: Option<u32>,
+    /// The pace of `wxnotify serve`'s workers for this tenant, per process (`None`:
+    /// unlimited). Calls made directly through [`Tenant`] are not limited by it.
+    pub send_rate: Option<SendRate>,
+}
+
+/// A sending pace: at most `count` notifications per `per`, in bursts of up to `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendRate {
+    /// Notifications per period; at least 1.
+    pub count: u32,
+    /// The period.
+    pub per: Duration,
+}
+
+impl SendRate {
+    /// `count` a second.
+    pub fn per_second(count: u32) -> SendRate {
+        SendRate {
+            count,
+            per: Duration::from_secs(1),
+        }
+    }
+
+    /// `count` a minute: for accounts whose limit is per minute (a WeCom robot: 20).
+    pub fn per_minute(count: u32) -> SendRate {
+        SendRate {
+            count,
+            per: Duration::from_secs(60),
+        }
+    }
 }
 
 impl Default for Limits {
@@ -46,7 +73,7 @@ impl Default for Limits {
             memory_bytes: 64 << 20,
             deadline: Duration::from_secs(60),
             concurrency: 256,
-            sends_per_second: None,
+            send_rate: None,
         }
     }
 }

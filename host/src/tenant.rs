@@ -22,6 +22,7 @@
 //! deadline_ms = 60000                      # per call, HTTP included
 //! concurrency = 256                        # calls at once
 //! sends_per_second = 50                    # `wxnotify serve` workers; default unlimited
+//! # sends_per_minute = 20                  # or this, for a limit WeChat or WeCom counts per minute
 //!
 //! [tenants.shop.mini_program]
 //! appid = "wx5ad0b5d1ba5d0001"
@@ -46,7 +47,7 @@ use serde::Deserialize;
 
 use crate::engine::EngineOptions;
 use crate::error::ConfigError;
-use crate::runtime::Limits;
+use crate::runtime::{Limits, SendRate};
 use crate::wasi_http::AllowList;
 
 /// A parsed tenants file.
@@ -236,6 +237,8 @@ pub struct LimitsSpec {
     pub concurrency: Option<usize>,
     /// Notifications `wxnotify serve`'s workers send per second (per process); default unlimited.
     pub sends_per_second: Option<u32>,
+    /// The same per minute, for limits counted per minute; not together with `sends_per_second`.
+    pub sends_per_minute: Option<u32>,
 }
 
 /// AppID and AppSecret of one WeChat account.
@@ -414,14 +417,24 @@ impl LimitsSpec {
         if concurrency == 0 {
             return Err(("concurrency", "must be at least 1".into()));
         }
-        if self.sends_per_second == Some(0) {
-            return Err(("sends_per_second", "must be at least 1".into()));
-        }
+        let send_rate = match (self.sends_per_second, self.sends_per_minute) {
+            (Some(_), Some(_)) => {
+                return Err((
+                    "sends_per_minute",
+                    "set either sends_per_second or sends_per_minute, not both".into(),
+                ));
+            }
+            (Some(0), None) => return Err(("sends_per_second", "must be at least 1".into())),
+            (None, Some(0)) => return Err(("sends_per_minute", "must be at least 1".into())),
+            (Some(count), None) => Some(SendRate::per_second(count)),
+            (None, Some(count)) => Some(SendRate::per_minute(count)),
+            (None, None) => None,
+        };
         Ok(Limits {
             memory_bytes: usize::try_from(memory_mb << 20).unwrap_or(usize::MAX),
             deadline: std::time::Duration::from_millis(deadline_ms),
             concurrency,
-            sends_per_second: self.sends_per_second,
+            send_rate,
         })
     }
 }
@@ -628,10 +641,30 @@ secret = "s"
             other => panic!("{other:?}"),
         }
         let tenants = file.resolve_all(|_| None).unwrap();
-        assert_eq!(tenants[0].limits.sends_per_second, Some(5));
-        let zero = text.replace("sends_per_second = 5", "sends_per_second = 0");
-        let file = TenantsFile::parse(&zero, "t.toml").unwrap();
-        assert!(file.resolve_all(|_| None).is_err());
+        assert_eq!(tenants[0].limits.send_rate, Some(SendRate::per_second(5)));
+        let per_minute = text.replace("sends_per_second = 5", "sends_per_minute = 20");
+        let file = TenantsFile::parse(&per_minute, "t.toml").unwrap();
+        let tenants = file.resolve_all(|_| None).unwrap();
+        assert_eq!(tenants[0].limits.send_rate, Some(SendRate::per_minute(20)));
+        for (bad, field) in [
+            ("sends_per_second = 0", "sends_per_second"),
+            ("sends_per_minute = 0", "sends_per_minute"),
+            (
+                "sends_per_second = 1\nsends_per_minute = 20",
+                "sends_per_minute",
+            ),
+        ] {
+            let text = text.replace("sends_per_second = 5", bad);
+            let error = TenantsFile::parse(&text, "t.toml")
+                .unwrap()
+                .resolve_all(|_| None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.starts_with(&format!("tenant `shop`: limits.{field}")),
+                "{error}"
+            );
+        }
     }
 
     #[test]
@@ -753,7 +786,7 @@ secret = "s"
                 memory_bytes: 32 << 20,
                 deadline: std::time::Duration::from_millis(500),
                 concurrency: 2,
-                sends_per_second: None,
+                send_rate: None,
             }
         );
         assert_eq!(

@@ -17,6 +17,7 @@ use wxnotify_store::outbox::{Claimed, Outcome, next_cst_midnight};
 
 use super::AppState;
 use crate::error::Error;
+use crate::runtime::SendRate;
 
 /// Messages one claim takes.
 const CLAIM_BATCH: usize = 8;
@@ -175,7 +176,7 @@ pub(crate) fn within_retry_window(
     }
 }
 
-/// A token bucket: `rate` sends per second, bursts of up to `rate`.
+/// A token bucket: `rate.count` sends per `rate.per`, bursts of up to `rate.count`.
 struct Bucket {
     tokens: f64,
     at: Instant,
@@ -188,22 +189,23 @@ pub(crate) struct RateLimits {
 }
 
 impl RateLimits {
-    /// Takes one send of `tenant`'s budget of `rate` per second; returns how long to wait first.
-    pub(crate) fn reserve(&self, tenant: &str, rate: u32, now: Instant) -> Duration {
-        let rate = f64::from(rate.max(1));
+    /// Takes one send of `tenant`'s budget at `rate`; returns how long to wait first.
+    pub(crate) fn reserve(&self, tenant: &str, rate: SendRate, now: Instant) -> Duration {
+        let capacity = f64::from(rate.count.max(1));
+        let per_second = capacity / rate.per.as_secs_f64().max(f64::MIN_POSITIVE);
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         let bucket = buckets.entry(tenant.to_owned()).or_insert(Bucket {
-            tokens: rate,
+            tokens: capacity,
             at: now,
         });
         let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * rate).min(rate) - 1.0;
+        bucket.tokens = (bucket.tokens + elapsed * per_second).min(capacity) - 1.0;
         bucket.at = now;
         // A negative balance is the queue of sends reserved ahead: each waits its turn.
         if bucket.tokens >= 0.0 {
             Duration::ZERO
         } else {
-            Duration::from_secs_f64(-bucket.tokens / rate)
+            Duration::from_secs_f64(-bucket.tokens / per_second)
         }
     }
 }
@@ -286,7 +288,7 @@ async fn process(state: &AppState, message: Claimed, stop: &mut watch::Receiver<
             return;
         }
     };
-    if let Some(rate) = tenant.limits().sends_per_second {
+    if let Some(rate) = tenant.limits().send_rate {
         let wait = state
             .rate_limits
             .reserve(&message.tenant, rate, Instant::now());
@@ -564,16 +566,34 @@ mod tests {
     fn token_bucket_spaces_sends() {
         let limits = RateLimits::default();
         let start = Instant::now();
-        assert_eq!(limits.reserve("t", 2, start), Duration::ZERO);
-        assert_eq!(limits.reserve("t", 2, start), Duration::ZERO);
-        assert_eq!(limits.reserve("t", 2, start), Duration::from_millis(500));
-        assert_eq!(limits.reserve("t", 2, start), Duration::from_secs(1));
+        let two = SendRate::per_second(2);
+        assert_eq!(limits.reserve("t", two, start), Duration::ZERO);
+        assert_eq!(limits.reserve("t", two, start), Duration::ZERO);
+        assert_eq!(limits.reserve("t", two, start), Duration::from_millis(500));
+        assert_eq!(limits.reserve("t", two, start), Duration::from_secs(1));
         // Other tenants have their own budget.
-        assert_eq!(limits.reserve("u", 2, start), Duration::ZERO);
+        assert_eq!(limits.reserve("u", two, start), Duration::ZERO);
         assert_eq!(
-            limits.reserve("t", 2, start + Duration::from_secs(10)),
+            limits.reserve("t", two, start + Duration::from_secs(10)),
             Duration::ZERO
         );
+    }
+
+    #[test]
+    fn a_per_minute_rate_allows_its_burst_then_one_every_period_share() {
+        let limits = RateLimits::default();
+        let start = Instant::now();
+        let robot = SendRate::per_minute(20);
+        for _ in 0..20 {
+            assert_eq!(limits.reserve("robot", robot, start), Duration::ZERO);
+        }
+        let wait = limits.reserve("robot", robot, start);
+        assert!(
+            (wait.as_secs_f64() - 3.0).abs() < 1e-6,
+            "the 21st waits a twentieth of a minute: {wait:?}"
+        );
+        let later = start + Duration::from_secs(60);
+        assert_eq!(limits.reserve("robot", robot, later), Duration::ZERO);
     }
 
     #[test]
