@@ -19,6 +19,8 @@ fn main() {
         "guest/Cargo.toml",
         "rules/src",
         "rules/Cargo.toml",
+        "component-io/src",
+        "component-io/Cargo.toml",
         "wit",
         "Cargo.lock",
         "scripts/build_component.rs",

@@ -14,6 +14,8 @@ fn main() {
         "tests/fixtures/misbehaving/Cargo.toml",
         "plugins/wecom-robot/src",
         "plugins/wecom-robot/Cargo.toml",
+        "component-io/src",
+        "component-io/Cargo.toml",
         "wit",
         "Cargo.lock",
         "scripts/build_component.rs",

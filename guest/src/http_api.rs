@@ -24,11 +24,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use wxnotify_component_io::wasi::http::types::{IncomingRequest, Method, ResponseOutparam};
+use wxnotify_component_io::{BodyError, read_request_body, respond};
+
 use crate::bindings::exports::wasi::http::incoming_handler::Guest;
-use crate::bindings::wasi::http::types::{
-    Fields, IncomingBody, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
-};
-use crate::bindings::wasi::io::streams::StreamError;
 use crate::callbacks;
 use crate::client::WeChat;
 use crate::host_io::WasiEnv;
@@ -141,8 +140,7 @@ fn callback_answer(
     let outcome = if matches!(method, Method::Get) {
         callbacks::verify_url(&env, kind, query)
     } else {
-        let read =
-            || read_body(request, callback::MAX_BODY_BYTES).map_err(BodyError::into_callback);
+        let read = || read_request_body(request, callback::MAX_BODY_BYTES).map_err(into_callback);
         // WeChat wants `success` (or nothing) for every push it need not retry, duplicates and
         // pushes that change nothing included; never a passive reply.
         callbacks::receive(&env, kind, query, read).map(|_| "success".to_owned())
@@ -190,7 +188,7 @@ fn recipient(kind: &str, id: &str) -> Result<wit::Recipient, Error> {
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(request: &IncomingRequest) -> Result<T, Error> {
-    let bytes = read_body(request, MAX_BODY_BYTES).map_err(|e| match e {
+    let bytes = read_request_body(request, MAX_BODY_BYTES).map_err(|e| match e {
         BodyError::TooLarge => {
             Error::InvalidInput(format!("request body larger than {MAX_BODY_BYTES} bytes"))
         }
@@ -203,79 +201,12 @@ fn read_json<T: serde::de::DeserializeOwned>(request: &IncomingRequest) -> Resul
     })
 }
 
-/// Why a request body was not read.
-enum BodyError {
-    /// Over the limit: declared so in `content-length`, or found so while reading.
-    TooLarge,
-    Unreadable(String),
-}
-
-impl BodyError {
-    fn into_callback(self) -> CallbackError {
-        match self {
-            BodyError::TooLarge => Rejection::TooLarge.into(),
-            BodyError::Unreadable(m) => Rejection::Malformed(m).into(),
-        }
+/// What a request body that could not be read means for a callback: refused, nothing applied.
+fn into_callback(error: BodyError) -> CallbackError {
+    match error {
+        BodyError::TooLarge => Rejection::TooLarge.into(),
+        BodyError::Unreadable(m) => Rejection::Malformed(m).into(),
     }
-}
-
-/// Reads the request body, stopping as soon as it is known to exceed `limit` bytes: a body
-/// declared larger is not read at all, and at most `limit + 1` bytes of any other.
-fn read_body(request: &IncomingRequest, limit: usize) -> Result<Vec<u8>, BodyError> {
-    let declared = request
-        .headers()
-        .get("content-length")
-        .first()
-        .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(BodyError::TooLarge);
-    }
-    let consumed = || BodyError::Unreadable("request body already consumed".into());
-    let body = request.consume().map_err(|()| consumed())?;
-    let bytes = {
-        let stream = body.stream().map_err(|()| consumed())?;
-        let mut bytes = Vec::new();
-        loop {
-            let wanted = (limit + 1 - bytes.len()).min(64 * 1024) as u64;
-            match stream.blocking_read(wanted) {
-                Ok(chunk) => {
-                    bytes.extend_from_slice(&chunk);
-                    if bytes.len() > limit {
-                        return Err(BodyError::TooLarge);
-                    }
-                }
-                Err(StreamError::Closed) => break,
-                Err(StreamError::LastOperationFailed(e)) => {
-                    return Err(BodyError::Unreadable(format!(
-                        "reading the request body: {}",
-                        e.to_debug_string()
-                    )));
-                }
-            }
-        }
-        bytes
-    };
-    drop(IncomingBody::finish(body));
-    Ok(bytes)
-}
-
-fn respond(out: ResponseOutparam, status: u16, content_type: &str, bytes: &[u8]) {
-    let headers = Fields::new();
-    let _ = headers.append("content-type", content_type.as_bytes());
-    let response = OutgoingResponse::new(headers);
-    let _ = response.set_status_code(status);
-    let Ok(outgoing) = response.body() else {
-        return;
-    };
-    ResponseOutparam::set(out, Ok(response));
-    if let Ok(stream) = outgoing.write() {
-        for chunk in bytes.chunks(4096) {
-            if stream.blocking_write_and_flush(chunk).is_err() {
-                break;
-            }
-        }
-    }
-    let _ = OutgoingBody::finish(outgoing, None);
 }
 
 fn error_response(error: Error) -> Answer {

@@ -8,14 +8,7 @@
 //! [`host_io`] is the thin layer over the imports; this file maps internal errors to the WIT
 //! `error`, once, and `http_api` maps them to HTTP answers.
 
-#[allow(unsafe_code, reason = "the canonical-ABI glue wit-bindgen generates")]
-mod bindings {
-    wit_bindgen::generate!({
-        path: "../wit",
-        world: "wechat:notify/notify",
-        generate_all,
-    });
-}
+wxnotify_component_io::notify_bindings!("../wit");
 
 pub mod callbacks;
 pub mod client;

@@ -5,11 +5,10 @@
 
 use serde_json::{Value, json};
 
+use wxnotify_component_io::wasi::http::types::{IncomingRequest, Method, ResponseOutparam};
+use wxnotify_component_io::{BodyError, read_request_body, respond};
+
 use crate::bindings::exports::wasi::http::incoming_handler::Guest;
-use crate::bindings::wasi::http::types::{
-    Fields, IncomingBody, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
-};
-use crate::bindings::wasi::io::streams::StreamError;
 use crate::error::Error;
 use crate::wire::{NotificationJson, delivery_json, error_json, route_error, status_of};
 use crate::{Component, check, deliver, into_wit, wit};
@@ -20,7 +19,12 @@ const MAX_BODY_BYTES: usize = 256 * 1024;
 impl Guest for Component {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         let (status, body) = route(&request);
-        respond(response_out, status, body.to_string().as_bytes());
+        respond(
+            response_out,
+            status,
+            "application/json",
+            body.to_string().as_bytes(),
+        );
     }
 }
 
@@ -75,62 +79,12 @@ fn read_notification(request: &IncomingRequest) -> Result<wit::Notification, Err
         })
 }
 
-/// Reads the request body, stopping as soon as it is known to exceed [`MAX_BODY_BYTES`].
+/// Reads the request body, refusing one over [`MAX_BODY_BYTES`] unread.
 fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, Error> {
-    let too_large =
-        || Error::InvalidInput(format!("request body larger than {MAX_BODY_BYTES} bytes"));
-    let declared = request
-        .headers()
-        .get("content-length")
-        .first()
-        .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
-    if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
-        return Err(too_large());
-    }
-    let consumed = || Error::InvalidInput("request body already consumed".into());
-    let body = request.consume().map_err(|()| consumed())?;
-    let bytes = {
-        let stream = body.stream().map_err(|()| consumed())?;
-        let mut bytes = Vec::new();
-        loop {
-            let wanted = (MAX_BODY_BYTES + 1 - bytes.len()).min(64 * 1024) as u64;
-            match stream.blocking_read(wanted) {
-                Ok(chunk) => {
-                    bytes.extend_from_slice(&chunk);
-                    if bytes.len() > MAX_BODY_BYTES {
-                        return Err(too_large());
-                    }
-                }
-                Err(StreamError::Closed) => break,
-                Err(StreamError::LastOperationFailed(e)) => {
-                    return Err(Error::InvalidInput(format!(
-                        "reading the request body: {}",
-                        e.to_debug_string()
-                    )));
-                }
-            }
+    read_request_body(request, MAX_BODY_BYTES).map_err(|e| match e {
+        BodyError::TooLarge => {
+            Error::InvalidInput(format!("request body larger than {MAX_BODY_BYTES} bytes"))
         }
-        bytes
-    };
-    drop(IncomingBody::finish(body));
-    Ok(bytes)
-}
-
-fn respond(out: ResponseOutparam, status: u16, bytes: &[u8]) {
-    let headers = Fields::new();
-    let _ = headers.append("content-type", b"application/json");
-    let response = OutgoingResponse::new(headers);
-    let _ = response.set_status_code(status);
-    let Ok(outgoing) = response.body() else {
-        return;
-    };
-    ResponseOutparam::set(out, Ok(response));
-    if let Ok(stream) = outgoing.write() {
-        for chunk in bytes.chunks(4096) {
-            if stream.blocking_write_and_flush(chunk).is_err() {
-                break;
-            }
-        }
-    }
-    let _ = OutgoingBody::finish(outgoing, None);
+        BodyError::Unreadable(m) => Error::InvalidInput(format!("reading the request body: {m}")),
+    })
 }

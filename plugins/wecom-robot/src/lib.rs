@@ -9,14 +9,7 @@
 //! thin layer over the WASI imports; this file maps [`Error`] to the WIT `error`, once, and
 //! `http_api` serves `POST /v1/notifications` like the built-in component.
 
-#[allow(unsafe_code, reason = "the canonical-ABI glue wit-bindgen generates")]
-mod bindings {
-    wit_bindgen::generate!({
-        path: "../../wit",
-        world: "wechat:notify/notify",
-        generate_all,
-    });
-}
+wxnotify_component_io::notify_bindings!("../../wit");
 
 pub mod error;
 mod host_io;
