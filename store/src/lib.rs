@@ -113,7 +113,7 @@ mod tests;
 
 pub use memory::MemoryBackend;
 // `self::`: a bare `redis` would also name the redis crate.
-pub use self::redis::{RedisBackend, RedisOptions};
+pub use self::redis::{RedisBackend, RedisOptions, redact as redact_redis_url};
 pub use sqlite::{SqliteBackend, SqliteOptions};
 
 /// Largest key accepted by every backend, in bytes of UTF-8.

@@ -54,7 +54,7 @@ use crate::{
     check_key, check_keys, check_value, into_page, page_size,
 };
 
-const BACKEND: &str = "redis";
+pub(crate) const BACKEND: &str = "redis";
 
 /// What every hash name contains after the deployment prefix.
 const NAMESPACE: &str = "wxnotify:kv:";
@@ -423,8 +423,8 @@ pub(crate) fn internal(message: &'static str) -> StoreError {
 }
 
 /// `url` with every credential replaced by `***`: the password in the userinfo and the `pass`
-/// (or `password`) query parameter of socket URLs.
-pub(crate) fn redact(url: &str) -> String {
+/// (or `password`) query parameter of socket URLs. For logs and `Debug` output of Redis URLs.
+pub fn redact(url: &str) -> String {
     const MASK: &str = "***";
     let Ok(mut parsed) = url::Url::parse(url) else {
         return redact_unparsed(url);
@@ -642,7 +642,7 @@ impl KeyValueBackend for RedisBackend {
 }
 
 /// The elements of a script's array reply.
-fn reply_items(reply: Value) -> Result<Vec<Value>, StoreError> {
+pub(crate) fn reply_items(reply: Value) -> Result<Vec<Value>, StoreError> {
     match reply {
         Value::Array(items) => Ok(items),
         _ => Err(internal("a script returned something other than an array")),

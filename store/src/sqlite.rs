@@ -26,7 +26,7 @@ use crate::{
     check_key, check_keys, check_value, incremented, into_page, page_size,
 };
 
-const BACKEND: &str = "sqlite";
+pub(crate) const BACKEND: &str = "sqlite";
 
 /// The schema this build creates and understands (`PRAGMA user_version`).
 const SCHEMA_VERSION: i64 = 1;
@@ -168,21 +168,21 @@ impl SqliteBackend {
         path: impl AsRef<Path>,
         options: SqliteOptions,
     ) -> Result<Self, StoreError> {
-        let (pool, version) =
-            Pool::open_file(path.as_ref(), options, Synchronous::Normal, migrate)?;
-        Self::finish(pool, version)
+        let pool = Pool::open_file(
+            path.as_ref(),
+            options,
+            Synchronous::Normal,
+            migrate,
+            SCHEMA_VERSION,
+        )?;
+        Ok(Self { pool })
     }
 
     /// A private, empty in-memory store (for tests): nothing is shared with other instances
     /// (clones do share it) and everything is gone when the last clone is dropped. It uses a
     /// single connection, so operations run one at a time.
     pub fn open_in_memory() -> Result<Self, StoreError> {
-        let (pool, version) = Pool::open_in_memory(Synchronous::Normal, migrate)?;
-        Self::finish(pool, version)
-    }
-
-    fn finish(pool: Arc<Pool>, version: i64) -> Result<Self, StoreError> {
-        require_schema(version, SCHEMA_VERSION)?;
+        let pool = Pool::open_in_memory(Synchronous::Normal, migrate, SCHEMA_VERSION)?;
         Ok(Self { pool })
     }
 
@@ -202,18 +202,21 @@ impl SqliteBackend {
 }
 
 impl Pool {
-    /// Opens (creating it if needed) the database at `path` in WAL mode, runs `setup` on the
+    /// Opens (creating it if needed) the database at `path` in WAL mode, runs `migrate` on the
     /// first connection (retrying it while the file is busy) and returns the pool with that
-    /// connection in it, and what `setup` returned.
+    /// connection in it.
     ///
     /// Fails with [`StoreError::Open`] naming `path` if the parent directory is missing, the
-    /// file cannot be opened, is not an SQLite database, cannot use WAL, or `setup` fails.
-    pub(crate) fn open_file<T>(
+    /// file cannot be opened, is not an SQLite database, cannot use WAL, or `migrate` fails;
+    /// with [`StoreError::UnsupportedSchema`] if the schema version `migrate` returns is not
+    /// `supported`.
+    pub(crate) fn open_file(
         path: &Path,
         options: SqliteOptions,
         synchronous: Synchronous,
-        mut setup: impl FnMut(&mut Connection) -> rusqlite::Result<T>,
-    ) -> Result<(Arc<Self>, T), StoreError> {
+        mut migrate: impl FnMut(&mut Connection) -> rusqlite::Result<i64>,
+        supported: i64,
+    ) -> Result<Arc<Self>, StoreError> {
         let path = path.to_path_buf();
         let fail = |source: BoxError| StoreError::Open {
             backend: BACKEND,
@@ -244,24 +247,25 @@ impl Pool {
                 format!("could not switch to WAL journal mode (still {mode:?})").into(),
             ));
         }
-        let setup_result =
-            retry_busy(options.busy_timeout, || setup(&mut conn)).map_err(|e| fail(e.into()))?;
-        Ok((Self::new(target, conn, options, synchronous), setup_result))
+        let version =
+            retry_busy(options.busy_timeout, || migrate(&mut conn)).map_err(|e| fail(e.into()))?;
+        require_schema(version, supported)?;
+        Ok(Self::new(target, conn, options, synchronous))
     }
 
-    /// A pool over a private in-memory database, after running `setup` on it.
-    pub(crate) fn open_in_memory<T>(
+    /// A pool over a private in-memory database, after running `migrate` on it (see
+    /// [`open_file`](Self::open_file)).
+    pub(crate) fn open_in_memory(
         synchronous: Synchronous,
-        mut setup: impl FnMut(&mut Connection) -> rusqlite::Result<T>,
-    ) -> Result<(Arc<Self>, T), StoreError> {
+        mut migrate: impl FnMut(&mut Connection) -> rusqlite::Result<i64>,
+        supported: i64,
+    ) -> Result<Arc<Self>, StoreError> {
         let options = SqliteOptions::default().max_connections(1);
         let mut conn = connect(&Target::Memory, options.busy_timeout, synchronous)
             .map_err(|e| internal(e.into()))?;
-        let setup_result = setup(&mut conn).map_err(|e| internal(e.into()))?;
-        Ok((
-            Self::new(Target::Memory, conn, options, synchronous),
-            setup_result,
-        ))
+        let version = migrate(&mut conn).map_err(|e| internal(e.into()))?;
+        require_schema(version, supported)?;
+        Ok(Self::new(Target::Memory, conn, options, synchronous))
     }
 
     fn new(
@@ -419,10 +423,9 @@ fn connect(
     Ok(conn)
 }
 
-/// Creates the schema in a fresh file; returns the schema version now in the file.
 /// Refuses a file whose tables (`found`, from `PRAGMA user_version` or the migration) were
 /// created by another schema version than the one this build `supports`.
-pub(crate) fn require_schema(found: i64, supported: i64) -> Result<(), StoreError> {
+fn require_schema(found: i64, supported: i64) -> Result<(), StoreError> {
     if found == supported {
         return Ok(());
     }
@@ -433,6 +436,7 @@ pub(crate) fn require_schema(found: i64, supported: i64) -> Result<(), StoreErro
     })
 }
 
+/// Creates the schema in a fresh file; returns the schema version now in the file.
 fn migrate(conn: &mut Connection) -> rusqlite::Result<i64> {
     // IMMEDIATE: two processes opening a fresh file at once must not both create the table.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;

@@ -16,7 +16,6 @@ use crate::{RedisBackend, StoreError};
 const MISSING_SERVER: &str = "redis-server is not installed, and the Redis backend's tests need \
      it: run scripts/setup.sh (or apt-get install redis-server)";
 
-/// A `redis-server` process of our own, killed on drop.
 /// A `redis-server` of the caller's own on a free port of 127.0.0.1, without persistence,
 /// stopped (killed) on drop.
 pub struct RedisServer {

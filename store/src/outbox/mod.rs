@@ -476,14 +476,7 @@ fn random_u128() -> u128 {
 
 /// `detail` cut to at most [`MAX_DETAIL_LEN`] bytes at a character boundary.
 pub(crate) fn truncate_detail(detail: &str) -> &str {
-    if detail.len() <= MAX_DETAIL_LEN {
-        return detail;
-    }
-    let mut end = MAX_DETAIL_LEN;
-    while !detail.is_char_boundary(end) {
-        end -= 1;
-    }
-    &detail[..end]
+    &detail[..detail.floor_char_boundary(MAX_DETAIL_LEN)]
 }
 
 /// Rejects an oversized tenant name.

@@ -53,10 +53,8 @@ use super::{
     check_tenant, check_worker, clamp_max, from_millis, is_valid_id, lease_millis, new_id,
     to_millis, truncate_detail,
 };
-use crate::redis::internal;
+use crate::redis::{BACKEND, internal, reply_items as items};
 use crate::{RedisBackend, StoreError};
-
-const BACKEND: &str = "redis";
 
 /// What every key name contains after the deployment prefix.
 const NAMESPACE: &str = "wxnotify:outbox";
@@ -133,6 +131,21 @@ local function drop_entry(m)
     redis.call('XDEL', stream, entry)
     redis.call('HDEL', m, 'entry')
   end
+end
+
+-- For complete and retry: takes the message out of the queue (its stream entry, lease, delayed
+-- slot and parking) if it is queued or in flight. Returns its state and tenant, or nil and the
+-- script's reply when there is no such message or it is already final.
+local function unqueue(id, m)
+  local f = redis.call('HMGET', m, 'state', 'tenant')
+  if not f[1] then return nil, {0} end
+  if f[1] ~= 'queued' and f[1] ~= 'in_flight' then return nil, {1, f[1]} end
+  ensure_group()
+  drop_entry(m)
+  redis.call('ZREM', leases, id)
+  redis.call('ZREM', delayed, id)
+  redis.call('SREM', parked_key(f[2]), id)
+  return f
 end
 
 -- Queues a message (already in state queued, without an entry) to become due at not_before,
@@ -297,15 +310,9 @@ static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
         r"
 local id, final, detail = ARGV[1], ARGV[2], ARGV[3]
 local m = msg_key(id)
-local f = redis.call('HMGET', m, 'state', 'tenant')
-if not f[1] then return {0} end
-if f[1] ~= 'queued' and f[1] ~= 'in_flight' then return {1, f[1]} end
-ensure_group()
+local f, reply = unqueue(id, m)
+if not f then return reply end
 local now = now_ms()
-drop_entry(m)
-redis.call('ZREM', leases, id)
-redis.call('ZREM', delayed, id)
-redis.call('SREM', parked_key(f[2]), id)
 if f[1] == 'in_flight' then count('f', f[2], -1) else count('q', f[2], -1) end
 redis.call('HSET', m, 'state', final, 'detail', detail, 'finished_at', int(now))
 redis.call('HDEL', m, 'payload', 'worker', 'lease_until', 'not_before')
@@ -321,15 +328,9 @@ static RETRY: LazyLock<Script> = LazyLock::new(|| {
         r"
 local id, not_before, detail = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local m = msg_key(id)
-local f = redis.call('HMGET', m, 'state', 'tenant')
-if not f[1] then return {0} end
-if f[1] ~= 'queued' and f[1] ~= 'in_flight' then return {1, f[1]} end
-ensure_group()
+local f, reply = unqueue(id, m)
+if not f then return reply end
 local now = now_ms()
-drop_entry(m)
-redis.call('ZREM', leases, id)
-redis.call('ZREM', delayed, id)
-redis.call('SREM', parked_key(f[2]), id)
 if f[1] == 'in_flight' then
   count('f', f[2], -1)
   count('q', f[2], 1)
@@ -462,24 +463,27 @@ impl RedisOutbox {
         self.backend.invoke(&invocation).await
     }
 
-    async fn settle(&self, script: &Script, args: &[&[u8]]) -> Result<Ack, StoreError> {
-        let reply = self.run(script, args).await?;
+    /// `complete` and `retry`: runs `script` (`COMPLETE` or `RETRY`, whose arguments are the
+    /// id, `value` and the detail) and says what it did.
+    async fn settle(
+        &self,
+        script: &Script,
+        id: &str,
+        value: &str,
+        detail: &str,
+    ) -> Result<Ack, StoreError> {
+        if !is_valid_id(id) {
+            return Ok(Ack::NotFound);
+        }
+        let detail = truncate_detail(detail);
+        let args = [id.as_bytes(), value.as_bytes(), detail.as_bytes()];
+        let reply = self.run(script, &args).await?;
         match items(reply)?.as_slice() {
             [Value::Int(2)] => Ok(Ack::Applied),
             [Value::Int(0)] => Ok(Ack::NotFound),
             [Value::Int(1), state] => Ok(Ack::AlreadyFinal(parse_state(state)?)),
             _ => Err(internal("unexpected reply from an outbox script")),
         }
-    }
-}
-
-/// The elements of a script's array reply.
-fn items(reply: Value) -> Result<Vec<Value>, StoreError> {
-    match reply {
-        Value::Array(items) => Ok(items),
-        _ => Err(internal(
-            "an outbox script returned something other than an array",
-        )),
     }
 }
 
@@ -620,16 +624,8 @@ impl Outbox for RedisOutbox {
     }
 
     async fn complete(&self, id: &str, outcome: Outcome) -> Result<Ack, StoreError> {
-        if !is_valid_id(id) {
-            return Ok(Ack::NotFound);
-        }
         let state = outcome.state().as_str();
-        let detail = truncate_detail(outcome.detail());
-        self.settle(
-            &COMPLETE,
-            &[id.as_bytes(), state.as_bytes(), detail.as_bytes()],
-        )
-        .await
+        self.settle(&COMPLETE, id, state, outcome.detail()).await
     }
 
     async fn retry(
@@ -638,16 +634,8 @@ impl Outbox for RedisOutbox {
         not_before: SystemTime,
         detail: &str,
     ) -> Result<Ack, StoreError> {
-        if !is_valid_id(id) {
-            return Ok(Ack::NotFound);
-        }
         let not_before = to_millis(not_before).to_string();
-        let detail = truncate_detail(detail);
-        self.settle(
-            &RETRY,
-            &[id.as_bytes(), not_before.as_bytes(), detail.as_bytes()],
-        )
-        .await
+        self.settle(&RETRY, id, &not_before, detail).await
     }
 
     async fn status(&self, id: &str) -> Result<Option<MessageState>, StoreError> {

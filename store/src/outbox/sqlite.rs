@@ -30,10 +30,8 @@ use super::{
     check_tenant, check_worker, clamp_max, from_millis, is_valid_id, lease_millis, new_id,
     to_millis, truncate_detail,
 };
-use crate::sqlite::{Pool, Synchronous, require_schema};
+use crate::sqlite::{BACKEND, Pool, Synchronous};
 use crate::{SqliteOptions, StoreError};
-
-const BACKEND: &str = "sqlite";
 
 /// The outbox schema this build creates and understands (in `outbox_schema`, not in
 /// `PRAGMA user_version`, which belongs to the key-value schema).
@@ -165,26 +163,54 @@ impl SqliteOutbox {
         path: impl AsRef<Path>,
         options: SqliteOptions,
     ) -> Result<Self, StoreError> {
-        let (pool, version) = Pool::open_file(path.as_ref(), options, Synchronous::Full, migrate)?;
-        Self::finish(pool, version)
+        let pool = Pool::open_file(
+            path.as_ref(),
+            options,
+            Synchronous::Full,
+            migrate,
+            SCHEMA_VERSION,
+        )?;
+        Ok(Self { pool })
     }
 
     /// A private, empty in-memory outbox (for tests, e.g. of the server): nothing is shared
     /// with other instances (clones do share it), nothing is durable, and operations run one at
     /// a time.
     pub fn open_in_memory() -> Result<Self, StoreError> {
-        let (pool, version) = Pool::open_in_memory(Synchronous::Full, migrate)?;
-        Self::finish(pool, version)
-    }
-
-    fn finish(pool: Arc<Pool>, version: i64) -> Result<Self, StoreError> {
-        require_schema(version, SCHEMA_VERSION)?;
+        let pool = Pool::open_in_memory(Synchronous::Full, migrate, SCHEMA_VERSION)?;
         Ok(Self { pool })
     }
 
     /// The file this outbox stores into (`None` for [`open_in_memory`](Self::open_in_memory)).
     pub fn path(&self) -> Option<&Path> {
         self.pool.path()
+    }
+
+    /// `complete` and `retry`: runs `update` (`FINISH` or `REQUEUE`, whose parameters are the
+    /// id, `value`, the detail and now) in a write transaction and says what it did.
+    async fn settle(
+        &self,
+        update: &'static str,
+        id: &str,
+        value: i64,
+        detail: &str,
+    ) -> Result<Ack, StoreError> {
+        if !is_valid_id(id) {
+            return Ok(Ack::NotFound);
+        }
+        let id = id.to_owned();
+        let detail = truncate_detail(detail).to_owned();
+        self.pool
+            .run(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let changed =
+                    tx.prepare_cached(update)?
+                        .execute(params![id, value, detail, now()])?;
+                let ack = ack(&tx, &id, changed)?;
+                tx.commit()?;
+                Ok(ack)
+            })
+            .await
     }
 
     #[cfg(test)]
@@ -392,23 +418,8 @@ impl Outbox for SqliteOutbox {
     }
 
     async fn complete(&self, id: &str, outcome: Outcome) -> Result<Ack, StoreError> {
-        if !is_valid_id(id) {
-            return Ok(Ack::NotFound);
-        }
-        let id = id.to_owned();
         let state = encode_final(outcome.state());
-        let detail = truncate_detail(outcome.detail()).to_owned();
-        self.pool
-            .run(move |conn| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let changed =
-                    tx.prepare_cached(FINISH)?
-                        .execute(params![id, state, detail, now()])?;
-                let ack = ack(&tx, &id, changed)?;
-                tx.commit()?;
-                Ok(ack)
-            })
-            .await
+        self.settle(FINISH, id, state, outcome.detail()).await
     }
 
     async fn retry(
@@ -417,22 +428,7 @@ impl Outbox for SqliteOutbox {
         not_before: SystemTime,
         detail: &str,
     ) -> Result<Ack, StoreError> {
-        if !is_valid_id(id) {
-            return Ok(Ack::NotFound);
-        }
-        let id = id.to_owned();
-        let not_before = to_millis(not_before);
-        let detail = truncate_detail(detail).to_owned();
-        self.pool
-            .run(move |conn| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let changed =
-                    tx.prepare_cached(REQUEUE)?
-                        .execute(params![id, not_before, detail, now()])?;
-                let ack = ack(&tx, &id, changed)?;
-                tx.commit()?;
-                Ok(ack)
-            })
+        self.settle(REQUEUE, id, to_millis(not_before), detail)
             .await
     }
 

@@ -171,6 +171,24 @@ pub(crate) fn spawn_child_test(
         .unwrap()
 }
 
+/// Waits for a child started by [`spawn_child_test`], checks that it succeeded, and returns
+/// what it printed after `marker`.
+pub(crate) async fn child_report(child: tokio::process::Child, marker: &str) -> String {
+    let output = child.wait_with_output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "child failed: {}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+        .lines()
+        // libtest prints the test's name on the same line, before the marker.
+        .find_map(|line| line.split_once(marker).map(|(_, report)| report.to_owned()))
+        .unwrap_or_else(|| panic!("child reported nothing:\n{stdout}"))
+}
+
 async fn increments(backend: &Arc<SqliteBackend>, count: i64) -> Vec<i64> {
     let handles: Vec<_> = (0..count)
         .map(|_| {
@@ -196,19 +214,7 @@ async fn separate_processes_increment_atomically() {
     backend.set(&scope(), "go", b"1").await.unwrap();
     let mut seen = increments(&backend, CHILD_INCREMENTS).await;
 
-    let output = child.wait_with_output().await.unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "child failed: {}\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let line = stdout
-        .lines()
-        // libtest prints the test's name on the same line, before the marker.
-        .find_map(|line| line.split_once(CHILD_MARKER).map(|(_, values)| values))
-        .unwrap_or_else(|| panic!("child ran no increments:\n{stdout}"));
+    let line = child_report(child, CHILD_MARKER).await;
     seen.extend(line.split(',').map(|n| n.trim().parse::<i64>().unwrap()));
     seen.sort_unstable();
     // Between them the two processes saw every value exactly once.

@@ -11,7 +11,7 @@ use rusqlite::Connection;
 use super::{LONG_LEASE, delivered, drain, enqueue_n, ids};
 use crate::outbox::sqlite::{DEPTH_TENANT, DUE, FIND_BY_KEY, PURGE, RESCHEDULE_TENANT};
 use crate::outbox::{Ack, Depth, Outbox, SharedOutbox, SqliteOutbox, State};
-use crate::tests::sqlite::{spawn_child_test, wait_for_key};
+use crate::tests::sqlite::{child_report, spawn_child_test, wait_for_key};
 use crate::{KeyValueBackend, Scope, SqliteBackend, StoreError};
 
 fn temp_db() -> (tempfile::TempDir, std::path::PathBuf) {
@@ -289,18 +289,7 @@ async fn separate_processes_drain_one_file_exactly_once() {
     }
     let mine = drain(&outbox, "parent").await;
 
-    let output = child.wait_with_output().await.unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "child failed: {}\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let line = stdout
-        .lines()
-        .find_map(|line| line.split_once(CHILD_MARKER).map(|(_, ids)| ids))
-        .unwrap_or_else(|| panic!("child reported nothing:\n{stdout}"));
+    let line = child_report(child, CHILD_MARKER).await;
     let theirs: BTreeSet<String> = line
         .split(',')
         .map(str::trim)
