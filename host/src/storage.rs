@@ -1,9 +1,8 @@
 //! Opening the key-value backends a tenants file names.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use wxnotify_store::{MemoryBackend, RedisBackend, SharedBackend, SqliteBackend};
+use wxnotify_store::{MemoryBackend, RedisBackend, SharedBackend, SqliteBackend, StoreError};
 
 use crate::engine::Engine;
 use crate::error::Error;
@@ -23,12 +22,20 @@ pub async fn open(spec: &StorageSpec) -> Result<SharedBackend, Error> {
             Arc::new(opened)
         }
         StorageSpec::Redis { url, prefix } => {
-            let backend = RedisBackend::connect(url).await?;
-            Arc::new(match prefix {
-                Some(prefix) => backend.with_prefix(prefix.clone()),
-                None => backend,
-            })
+            Arc::new(connect_redis(url, prefix.as_deref()).await?)
         }
+    })
+}
+
+/// Connects to the Redis server at `url`, its keys under `prefix` when there is one.
+pub(crate) async fn connect_redis(
+    url: &str,
+    prefix: Option<&str>,
+) -> Result<RedisBackend, StoreError> {
+    let backend = RedisBackend::connect(url).await?;
+    Ok(match prefix {
+        Some(prefix) => backend.with_prefix(prefix),
+        None => backend,
     })
 }
 
@@ -42,16 +49,18 @@ impl Runtime {
     ) -> Result<Runtime, Error> {
         let tenants = file.resolve_all(env)?;
         let default = file.resolve_storage(file.storage.clone());
-        let mut opened: HashMap<String, SharedBackend> = HashMap::new();
         let runtime = Runtime::new(engine, open(&default).await?)?;
-        opened.insert(format!("{default:?}"), runtime.default_backend());
+        // Compared as specs, not by their `Debug` text: that hides Redis passwords, so two
+        // users of one server would look alike. A file names a handful of storages at most.
+        let mut opened: Vec<(StorageSpec, SharedBackend)> =
+            vec![(default.clone(), runtime.default_backend())];
         for tenant in tenants {
-            let spec = tenant.storage.clone().unwrap_or_else(|| default.clone());
-            let backend = match opened.get(&format!("{spec:?}")) {
-                Some(backend) => backend.clone(),
+            let spec = tenant.storage.as_ref().unwrap_or(&default);
+            let backend = match opened.iter().find(|(known, _)| known == spec) {
+                Some((_, backend)) => backend.clone(),
                 None => {
-                    let backend = open(&spec).await?;
-                    opened.insert(format!("{spec:?}"), backend.clone());
+                    let backend = open(spec).await?;
+                    opened.push((spec.clone(), backend.clone()));
                     backend
                 }
             };

@@ -141,11 +141,7 @@ pub async fn open_outbox(storage: &StorageSpec) -> Result<SharedOutbox, ServeErr
             Arc::new(SqliteOutbox::open_in_memory()?)
         }
         StorageSpec::Redis { url, prefix } => {
-            let backend = wxnotify_store::RedisBackend::connect(url).await?;
-            let backend = match prefix {
-                Some(prefix) => backend.with_prefix(prefix.clone()),
-                None => backend,
-            };
+            let backend = crate::storage::connect_redis(url, prefix.as_deref()).await?;
             Arc::new(wxnotify_store::outbox::RedisOutbox::new(backend))
         }
     })
@@ -209,11 +205,7 @@ impl AppState {
     fn lease(&self) -> Duration {
         let longest = self
             .runtime
-            .tenant_ids()
-            .iter()
-            .filter_map(|id| self.runtime.tenant(id).ok())
-            .map(|t| t.limits().deadline)
-            .max()
+            .longest_deadline()
             .unwrap_or(Duration::from_secs(60));
         longest + worker::LEASE_MARGIN
     }
