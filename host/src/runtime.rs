@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{ResourceLimiter, Store};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -249,13 +249,17 @@ impl Runtime {
             .engine
             .component(bytes)
             .map_err(|e| format!("not a valid component: {e}"))?;
+        self.link(&component).map(drop)
+    }
+
+    /// Links `component` against this host's imports and checks it exports the world.
+    fn link(&self, component: &Component) -> Result<NotifyPre<HostState>, String> {
         let instance_pre = self
             .linker
-            .instantiate_pre(&component)
+            .instantiate_pre(component)
             .map_err(|e| format!("imports something this host does not provide: {e:#}"))?;
         NotifyPre::new(instance_pre)
-            .map_err(|e| format!("does not export the wechat:notify/notify world: {e:#}"))?;
-        Ok(())
+            .map_err(|e| format!("does not export the wechat:notify/notify world: {e:#}"))
     }
 
     fn load_plugin(
@@ -279,16 +283,7 @@ impl Runtime {
             .engine
             .load(&bytes)
             .map_err(|e| invalid(format!("not a valid component: {e}")))?;
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
-            invalid(format!(
-                "imports something this host does not provide: {e:#}"
-            ))
-        })?;
-        let pre = NotifyPre::new(instance_pre).map_err(|e| {
-            invalid(format!(
-                "does not export the wechat:notify/notify world: {e:#}"
-            ))
-        })?;
+        let pre = self.link(&component).map_err(invalid)?;
         Ok((Plugin { pre, source }, from))
     }
 
@@ -324,6 +319,17 @@ impl Runtime {
             .collect();
         ids.sort();
         ids
+    }
+
+    /// The longest per-call deadline of the registered tenants, `None` without tenants. One
+    /// pass under the read lock: `wxnotify serve`'s workers ask before every claim.
+    pub(crate) fn longest_deadline(&self) -> Option<Duration> {
+        self.tenants
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .map(|tenant| tenant.limits.deadline)
+            .max()
     }
 }
 

@@ -124,16 +124,11 @@ impl std::fmt::Debug for StorageSpec {
         match self {
             StorageSpec::Sqlite { path } => f.debug_struct("Sqlite").field("path", path).finish(),
             StorageSpec::Memory => f.write_str("Memory"),
-            StorageSpec::Redis { url, prefix } => {
-                let shown = match (url.split_once("://"), url.rfind('@')) {
-                    (Some((scheme, _)), Some(at)) => format!("{scheme}://***{}", &url[at..]),
-                    _ => url.clone(),
-                };
-                f.debug_struct("Redis")
-                    .field("url", &shown)
-                    .field("prefix", prefix)
-                    .finish()
-            }
+            StorageSpec::Redis { url, prefix } => f
+                .debug_struct("Redis")
+                .field("url", &wxnotify_store::redact_redis_url(url))
+                .field("prefix", prefix)
+                .finish(),
         }
     }
 }

@@ -107,8 +107,7 @@ fn compile(engine: &Engine, file: Option<&PathBuf>, json: bool) -> anyhow::Resul
         .load(&bytes)
         .map_err(|e| UsageError(format!("{} is not a valid component: {e}", name(file))))?;
     let elapsed = started.elapsed();
-    let hash: [u8; 32] =
-        sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&bytes)).into();
+    let hash: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&bytes).into();
     let cached = engine.cache_path(&hash);
     let how = match from {
         CompiledFrom::Compiled => "compiled",

@@ -154,10 +154,11 @@ fn forward(response: http::Response<Bytes>) -> Response {
     answer
 }
 
-/// Has the component check `notification` (no WeChat call); `index` names it in a batch.
+/// Has the component check `notification` (its JSON; no WeChat call); `index` names it in a
+/// batch.
 async fn validate(
     tenant: &Tenant,
-    notification: &Value,
+    notification: Bytes,
     index: Option<usize>,
 ) -> Result<(), AppError> {
     let answer = call(
@@ -165,7 +166,7 @@ async fn validate(
         Method::POST,
         "/v1/notifications/check",
         Some(&HeaderValue::from_static("application/json")),
-        Bytes::from(notification.to_string()),
+        notification,
     )
     .await?;
     if answer.status().is_success() {
@@ -197,19 +198,19 @@ async fn validate(
 /// limit); the error of the lowest failing index wins, so the answer does not depend on timing.
 async fn validate_all(
     tenant: &Arc<Tenant>,
-    notifications: &[Value],
+    notifications: &[Bytes],
     batch: bool,
 ) -> Result<(), AppError> {
     if !batch {
         return match notifications.first() {
-            Some(notification) => validate(tenant, notification, None).await,
+            Some(notification) => validate(tenant, notification.clone(), None).await,
             None => Ok(()),
         };
     }
     let mut checks = tokio::task::JoinSet::new();
     for (index, notification) in notifications.iter().enumerate() {
         let (tenant, notification) = (tenant.clone(), notification.clone());
-        checks.spawn(async move { (index, validate(&tenant, &notification, Some(index)).await) });
+        checks.spawn(async move { (index, validate(&tenant, notification, Some(index)).await) });
     }
     let mut first: Option<(usize, AppError)> = None;
     while let Some(joined) = checks.join_next().await {
@@ -249,27 +250,23 @@ async fn submit(
                     list.len()
                 )));
             }
-            (list.clone(), true)
+            (list.as_slice(), true)
         }
         Some(_) => return Err(invalid("`notifications` must be an array".into())),
-        None if value.is_object() => (vec![value], false),
+        None if value.is_object() => (std::slice::from_ref(&value), false),
         None => return Err(invalid("the body must be a JSON object".into())),
     };
-    validate_all(&tenant, &notifications, batch).await?;
-    let payloads: Vec<(Option<String>, Vec<u8>)> = notifications
+    // Serialised once: the same bytes are checked by the component and stored in the outbox.
+    let payloads: Vec<Bytes> = notifications
         .iter()
-        .map(|n| {
-            let key = n
-                .get("idempotency_key")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-            (key, n.to_string().into_bytes())
-        })
+        .map(|n| Bytes::from(n.to_string()))
         .collect();
-    let messages: Vec<NewMessage<'_>> = payloads
+    validate_all(&tenant, &payloads, batch).await?;
+    let messages: Vec<NewMessage<'_>> = notifications
         .iter()
-        .map(|(key, payload)| NewMessage {
-            idempotency_key: key.as_deref(),
+        .zip(&payloads)
+        .map(|(n, payload)| NewMessage {
+            idempotency_key: n.get("idempotency_key").and_then(Value::as_str),
             payload,
         })
         .collect();
