@@ -1,6 +1,6 @@
 //! The WASI HTTP plumbing every wxnotify component needs, written once: send one request and
 //! read its answer ([`send`]), read an incoming request's body within a limit
-//! ([`read_request_body`]), and answer one ([`respond`]).
+//! ([`read_request_body`]), and answer one ([`respond`]), in the JSON shapes of [`wire`].
 //!
 //! It owns the bindings of the WASI interfaces it uses ([`wasi`]). A component shares them by
 //! generating its world with [`notify_bindings!`], which maps those interfaces to this crate, so
@@ -26,10 +26,14 @@ mod bindings {
 
 pub use bindings::wasi;
 
+pub mod wire;
+
 /// Generates `mod bindings` with the `wechat:notify/notify` world of the WIT directory `$wit`
 /// (relative to the calling crate), its HTTP, I/O and monotonic-clock interfaces taken from
 /// this crate: the one `generate!` of a wxnotify component. The caller depends on
-/// `wit-bindgen` and this crate.
+/// `wit-bindgen` and this crate, and invokes it at its crate root.
+///
+/// It also converts the generated `error`, `channel` and `delivery` into their [`wire`] forms.
 #[macro_export]
 macro_rules! notify_bindings {
     ($wit:literal) => {
@@ -49,6 +53,8 @@ macro_rules! notify_bindings {
                 generate_all,
             });
         }
+
+        $crate::__wire_from_bindings!();
     };
 }
 

@@ -244,7 +244,7 @@ mod tests {
     use std::collections::{BTreeMap, HashMap};
 
     use super::*;
-    use crate::env::{HttpRequest, HttpResponse, Transport};
+    use crate::env::{Failure, HttpRequest, Response};
     use crate::wechat::callback::{MAX_AGE_KEY, Rejection};
     use crate::wechat::crypto;
     use crate::wechat::users::OaRecord;
@@ -347,19 +347,19 @@ mod tests {
     }
 
     impl Env for FakeEnv {
-        fn http(&self, request: &HttpRequest) -> Result<HttpResponse, Transport> {
+        fn http(&self, request: &HttpRequest) -> Result<Response, Failure> {
             self.requests.borrow_mut().push(request.url.clone());
             let body = if request.url.contains("/cgi-bin/stable_token") {
                 r#"{"access_token":"T","expires_in":7200}"#.to_owned()
             } else if request.url.contains("/cgi-bin/user/info") {
                 match self.user_info.borrow().clone() {
                     Some(body) => body,
-                    None => return Err(Transport::Failed("connection refused".into())),
+                    None => return Err(Failure::Failed("connection refused".into())),
                 }
             } else {
                 r#"{"errcode":40001,"errmsg":"unexpected"}"#.to_owned()
             };
-            Ok(HttpResponse {
+            Ok(Response {
                 status: 200,
                 body: body.into_bytes(),
             })

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::env::{Bucket, Env, HttpRequest, HttpResponse, Method, Transport};
+use crate::env::{Bucket, Env, Failure, HttpRequest, Method, Response};
 use crate::wechat::api::{self, ErrcodeClass};
 use crate::wechat::config::{Account, AccountKind, Config, TokenMode};
 use crate::wechat::error::{ApiError, Error, Result};
@@ -368,13 +368,7 @@ impl<'e, E: Env> WeChat<'e, E> {
     /// Looks an OA openid up with `user/info` and stores what WeChat says.
     fn fetch_oa_user(&self, openid: &str) -> Result<OaRecord> {
         let info = self.user_info(openid)?;
-        let record = OaRecord {
-            unionid: info.unionid,
-            follows: info.subscribe == 1,
-            looked_up_at: Some(self.now_secs()),
-        };
-        self.store_oa_record(openid, &record)?;
-        Ok(record)
+        self.store_oa_record(openid, info.unionid, info.subscribe == 1)
     }
 
     /// Records that `openid` now follows the official account (a `subscribe` push), with the
@@ -390,13 +384,7 @@ impl<'e, E: Env> WeChat<'e, E> {
             Some(unionid) => Some(unionid),
             None => self.oa_record(openid)?.and_then(|r| r.unionid),
         };
-        let record = OaRecord {
-            unionid,
-            follows: true,
-            looked_up_at: Some(self.now_secs()),
-        };
-        self.store_oa_record(openid, &record)?;
-        Ok(record)
+        self.store_oa_record(openid, unionid, true)
     }
 
     /// Records that `openid` no longer follows the official account (an `unsubscribe` push,
@@ -437,13 +425,25 @@ impl<'e, E: Env> WeChat<'e, E> {
         Ok(info)
     }
 
-    /// Stores `record` of `openid`, and the unionid → openid link when there is a unionid.
-    fn store_oa_record(&self, openid: &str, record: &OaRecord) -> Result<()> {
-        let mut entries = vec![(users::oa(openid), to_json(record))];
+    /// Stores what a `user/info` lookup made of `openid` just now, and the unionid → openid
+    /// link when there is a unionid.
+    fn store_oa_record(
+        &self,
+        openid: &str,
+        unionid: Option<String>,
+        follows: bool,
+    ) -> Result<OaRecord> {
+        let record = OaRecord {
+            unionid,
+            follows,
+            looked_up_at: Some(self.now_secs()),
+        };
+        let mut entries = vec![(users::oa(openid), to_json(&record))];
         if let Some(unionid) = &record.unionid {
             entries.push((users::union_oa(unionid), openid.as_bytes().to_vec()));
         }
-        self.env.set_many(Bucket::Users, entries)
+        self.env.set_many(Bucket::Users, entries)?;
+        Ok(record)
     }
 
     fn oa_record(&self, openid: &str) -> Result<Option<OaRecord>> {
@@ -723,10 +723,10 @@ impl<'e, E: Env> WeChat<'e, E> {
             tries += 1;
             *attempts += 1;
             let outcome = match self.env.http(request) {
-                Ok(HttpResponse { status, body }) => api::parse::<T>(endpoint, status, &body),
-                Err(Transport::Failed(why)) => Err(Error::Unavailable(why)),
+                Ok(Response { status, body }) => api::parse::<T>(endpoint, status, &body),
+                Err(Failure::Failed(why)) => Err(Error::Unavailable(why)),
                 // The egress policy will deny the retry too: the tenant's configuration must change.
-                Err(Transport::Denied(why)) => Err(Error::Config(why)),
+                Err(Failure::Denied(why)) => Err(Error::Config(why)),
             };
             let retryable = match &outcome {
                 Ok(Err(api)) => api::classify(api.errcode) == ErrcodeClass::Busy,

@@ -27,11 +27,9 @@ impl Bucket {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    Get,
-    Post,
-}
+/// The HTTP method, answer and transport failure of [`Env::http`]: those of the requests
+/// `host_io` sends through `wxnotify_component_io`.
+pub use wxnotify_component_io::{Failure, Method, Response};
 
 /// An outgoing HTTP request. `url` may carry an access token or secret: never log it as is,
 /// use [`crate::wechat::redact_url`].
@@ -52,25 +50,10 @@ impl std::fmt::Debug for HttpRequest {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpResponse {
-    pub status: u16,
-    pub body: Vec<u8>,
-}
-
-/// Why a request got no HTTP answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Transport {
-    /// The host refused to send it (egress policy): retrying cannot help.
-    Denied(String),
-    /// Refused, reset, timed out, unreadable: it may work later.
-    Failed(String),
-}
-
 /// Everything the component needs from its host.
 pub trait Env {
     /// Sends a request; `Err` when no HTTP answer came back.
-    fn http(&self, request: &HttpRequest) -> std::result::Result<HttpResponse, Transport>;
+    fn http(&self, request: &HttpRequest) -> std::result::Result<Response, Failure>;
 
     fn get(&self, bucket: Bucket, key: &str) -> Result<Option<Vec<u8>>>;
     fn set(&self, bucket: Bucket, key: &str, value: &[u8]) -> Result<()>;

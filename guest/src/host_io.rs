@@ -8,7 +8,7 @@ use crate::bindings::wasi::clocks::wall_clock;
 use crate::bindings::wasi::config::store as config;
 use crate::bindings::wasi::keyvalue::{atomics, batch, store};
 use crate::bindings::wasi::random::random;
-use crate::env::{Bucket, Env, HttpRequest, HttpResponse, Method, Transport};
+use crate::env::{Bucket, Env, HttpRequest};
 use crate::wechat::error::{Error, Result};
 use io::wasi::clocks::monotonic_clock;
 
@@ -55,32 +55,24 @@ fn store_error(bucket: Bucket, error: store::Error) -> Error {
 }
 
 impl Env for WasiEnv {
-    fn http(&self, request: &HttpRequest) -> std::result::Result<HttpResponse, Transport> {
-        let method = match request.method {
-            Method::Get => io::Method::Get,
-            Method::Post => io::Method::Post,
-        };
+    fn http(&self, request: &HttpRequest) -> std::result::Result<io::Response, io::Failure> {
         let describe = |e: String| {
             format!(
                 "{} {}: {e}",
-                method.as_str(),
+                request.method.as_str(),
                 crate::wechat::redact_url(&request.url)
             )
         };
-        let sent = io::send(&io::Request {
-            method,
+        io::send(&io::Request {
+            method: request.method,
             url: &request.url,
             json: request.body.as_deref(),
             max_response_bytes: MAX_RESPONSE_BYTES,
-        });
-        match sent {
-            Ok(response) => Ok(HttpResponse {
-                status: response.status,
-                body: response.body,
-            }),
-            Err(io::Failure::Denied(e)) => Err(Transport::Denied(describe(e))),
-            Err(io::Failure::Failed(e)) => Err(Transport::Failed(describe(e))),
-        }
+        })
+        .map_err(|failure| match failure {
+            io::Failure::Denied(e) => io::Failure::Denied(describe(e)),
+            io::Failure::Failed(e) => io::Failure::Failed(describe(e)),
+        })
     }
 
     fn get(&self, bucket: Bucket, key: &str) -> Result<Option<Vec<u8>>> {

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use wxnotify_component_io::wasi::http::types::{IncomingRequest, Method, ResponseOutparam};
+use wxnotify_component_io::wire::{self, route_error};
 use wxnotify_component_io::{BodyError, read_request_body, respond};
 
 use crate::bindings::exports::wasi::http::incoming_handler::Guest;
@@ -74,7 +75,7 @@ fn route(request: &IncomingRequest) -> Answer {
     let outcome = match (&method, segments.as_slice()) {
         (Method::Post, ["v1", "notifications"]) => read_json::<NotificationJson>(request)
             .and_then(|n| with_wechat(|w| w.send_notification(&n.into())))
-            .map(|d| delivery_json(into_delivery(d))),
+            .map(|d| wire::Delivery::from(into_delivery(d)).to_json()),
         (Method::Post, ["v1", "notifications", "check"]) => read_json::<NotificationJson>(request)
             .and_then(|n| with_wechat(|w| w.check_notification(&n.into())))
             .map(|_| json!({ "ok": true })),
@@ -113,13 +114,13 @@ fn route(request: &IncomingRequest) -> Answer {
         ) => {
             return Answer::Json(
                 405,
-                error_body("method_not_allowed", "method not allowed on this route"),
+                route_error("method_not_allowed", "method not allowed on this route"),
             );
         }
         _ => {
             return Answer::Json(
                 404,
-                error_body("not_found", &format!("no route for {path}")),
+                route_error("not_found", &format!("no route for {path}")),
             );
         }
     };
@@ -149,7 +150,7 @@ fn callback_answer(
         Ok(text) => Answer::Text(200, text),
         Err(CallbackError::Rejected(rejection)) => {
             let (status, kind) = rejection_status(&rejection);
-            Answer::Json(status, error_body(kind, &rejection.to_string()))
+            Answer::Json(status, route_error(kind, &rejection.to_string()))
         }
         Err(CallbackError::Failed(error)) => error_response(error),
     }
@@ -210,58 +211,8 @@ fn into_callback(error: BodyError) -> CallbackError {
 }
 
 fn error_response(error: Error) -> Answer {
-    let status = match &error {
-        Error::InvalidInput(_) => 400,
-        Error::NotFound(_) => 404,
-        Error::Refused(_) | Error::Rejected(_) => 422,
-        Error::Quota(_) => 429,
-        Error::Unavailable(_) => 503,
-        Error::Auth(_) | Error::Api(_) => 502,
-        Error::Config(_) => 500,
-    };
-    Answer::Json(status, json!({ "error": error_json(into_wit(error)) }))
-}
-
-fn error_body(kind: &str, message: &str) -> serde_json::Value {
-    json!({ "error": { "kind": kind, "message": message } })
-}
-
-/// The WIT error as JSON: `kind` is the case name, `errcode`/`errmsg` come with WeChat answers.
-pub fn error_json(error: wit::Error) -> serde_json::Value {
-    let api = |kind: &str, e: wit::ApiError| json!({ "kind": kind, "message": format!("errcode {}: {}", e.errcode, e.errmsg), "errcode": e.errcode, "errmsg": e.errmsg });
-    let text = |kind: &str, m: String| json!({ "kind": kind, "message": m });
-    match error {
-        wit::Error::InvalidInput(m) => text("invalid_input", m),
-        wit::Error::NotFound(m) => text("not_found", m),
-        wit::Error::Refused(e) => api("refused", e),
-        wit::Error::Rejected(e) => api("rejected", e),
-        wit::Error::Quota(e) => api("quota", e),
-        wit::Error::Auth(e) => api("auth", e),
-        wit::Error::Unavailable(m) => text("unavailable", m),
-        wit::Error::Config(m) => text("config", m),
-        wit::Error::Api(e) => api("api", e),
-    }
-}
-
-fn channel_name(channel: wit::Channel) -> &'static str {
-    match channel {
-        wit::Channel::TemplateMessage => "template_message",
-        wit::Channel::SubscribeMessage => "subscribe_message",
-    }
-}
-
-fn delivery_json(delivery: wit::Delivery) -> serde_json::Value {
-    json!({
-        "channel": channel_name(delivery.channel),
-        "msgid": delivery.msgid,
-        "openid": delivery.openid,
-        "attempts": delivery.attempts,
-        "truncated": delivery.truncated,
-        "failures": delivery.failures.into_iter().map(|f| json!({
-            "channel": channel_name(f.channel),
-            "error": error_json(f.error),
-        })).collect::<Vec<_>>(),
-    })
+    let (status, body) = wire::Error::from(into_wit(error)).answer();
+    Answer::Json(status, body)
 }
 
 fn user_json(user: &wit::User) -> serde_json::Value {

@@ -9,7 +9,6 @@ use wxnotify_component_io::wasi::clocks::monotonic_clock;
 
 use crate::bindings::wasi::config::store as config_store;
 use crate::error::Error;
-use crate::robot::{HttpResponse, Transport};
 
 /// Robot answers are tiny JSON documents; anything larger is not an answer.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -28,19 +27,11 @@ pub fn pause_ms(millis: u64) {
 }
 
 /// POSTs `body` as JSON to `url`.
-pub fn post_json(url: &str, body: &[u8]) -> Result<HttpResponse, Transport> {
-    let sent = io::send(&io::Request {
+pub fn post_json(url: &str, body: &[u8]) -> Result<io::Response, io::Failure> {
+    io::send(&io::Request {
         method: io::Method::Post,
         url,
         json: Some(body),
         max_response_bytes: MAX_RESPONSE_BYTES,
-    });
-    match sent {
-        Ok(response) => Ok(HttpResponse {
-            status: response.status,
-            body: response.body,
-        }),
-        Err(io::Failure::Denied(e)) => Err(Transport::Denied(e)),
-        Err(io::Failure::Failed(e)) => Err(Transport::Failed(e)),
-    }
+    })
 }

@@ -6,11 +6,12 @@
 use serde_json::{Value, json};
 
 use wxnotify_component_io::wasi::http::types::{IncomingRequest, Method, ResponseOutparam};
+use wxnotify_component_io::wire::{Delivery, route_error};
 use wxnotify_component_io::{BodyError, read_request_body, respond};
 
 use crate::bindings::exports::wasi::http::incoming_handler::Guest;
 use crate::error::Error;
-use crate::wire::{NotificationJson, delivery_json, error_json, route_error, status_of};
+use crate::wire::{NotificationJson, error_answer};
 use crate::{Component, check, deliver, into_wit, wit};
 
 /// Notifications are small JSON documents; larger bodies are refused unread.
@@ -34,9 +35,8 @@ fn route(request: &IncomingRequest) -> (u16, Value) {
         .split_once('?')
         .map_or(path_with_query.as_str(), |(path, _)| path);
     let outcome = match (request.method(), path.trim_matches('/')) {
-        (Method::Post, "v1/notifications") => {
-            read_notification(request).and_then(|n| deliver(&n).map(delivery_json))
-        }
+        (Method::Post, "v1/notifications") => read_notification(request)
+            .and_then(|n| deliver(&n).map(|d| Delivery::from(d).to_json())),
         (Method::Post, "v1/notifications/check") => {
             read_notification(request).and_then(|n| check(&n).map(|()| json!({ "ok": true })))
         }
@@ -61,10 +61,7 @@ fn route(request: &IncomingRequest) -> (u16, Value) {
     };
     match outcome {
         Ok(value) => (200, value),
-        Err(error) => {
-            let error = into_wit(error);
-            (status_of(&error), error_json(error))
-        }
+        Err(error) => error_answer(into_wit(error)),
     }
 }
 

@@ -5,6 +5,7 @@
 //! (errors included) ever contains it: WeCom's errmsg is scrubbed of it before it is kept.
 
 use serde_json::json;
+use wxnotify_component_io::{Failure, Response};
 
 use crate::error::{ApiError, Error};
 
@@ -52,22 +53,6 @@ pub fn markdown_body(content: &str) -> Vec<u8> {
         .into_bytes()
 }
 
-/// An HTTP answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpResponse {
-    pub status: u16,
-    pub body: Vec<u8>,
-}
-
-/// Why a request got no HTTP answer. The text never contains the URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Transport {
-    /// The host's egress policy refused it: retrying cannot help.
-    Denied(String),
-    /// Refused, reset, timed out: it may work a moment later.
-    Failed(String),
-}
-
 /// What one attempt's outcome calls for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -78,16 +63,16 @@ pub enum Verdict {
 }
 
 /// Judges one attempt. `key` is only used to scrub WeCom's errmsg.
-pub fn judge(outcome: &Result<HttpResponse, Transport>, key: &str) -> Verdict {
+pub fn judge(outcome: &Result<Response, Failure>, key: &str) -> Verdict {
     let response = match outcome {
         Ok(response) => response,
-        Err(Transport::Denied(reason)) => {
+        Err(Failure::Denied(reason)) => {
             return Verdict::Final(Error::Config(format!(
                 "the host refused to reach the robot API ({reason}): add its host \
                  (qyapi.weixin.qq.com, or the host of api_base) to the tenant's allowed_hosts"
             )));
         }
-        Err(Transport::Failed(reason)) => {
+        Err(Failure::Failed(reason)) => {
             return Verdict::Retry(Error::Unavailable(format!(
                 "the robot API could not be reached: {reason}"
             )));
@@ -143,7 +128,7 @@ fn scrub(text: &str, key: &str) -> String {
 /// Runs `attempt` until it delivers or [`judge`] says stop, at most [`MAX_ATTEMPTS`] times,
 /// pausing [`RETRY_PAUSE_MS`] before the retry. Returns the attempts made.
 pub fn send_with_retry(
-    mut attempt: impl FnMut() -> Result<HttpResponse, Transport>,
+    mut attempt: impl FnMut() -> Result<Response, Failure>,
     mut pause_ms: impl FnMut(u64),
     key: &str,
 ) -> Result<u32, Error> {
@@ -164,8 +149,8 @@ mod tests {
 
     const KEY: &str = "693a91f6-7xxx-4bc4-97a0-0ec2sifa5aaa";
 
-    fn answer(body: &str) -> Result<HttpResponse, Transport> {
-        Ok(HttpResponse {
+    fn answer(body: &str) -> Result<Response, Failure> {
+        Ok(Response {
             status: 200,
             body: body.as_bytes().to_vec(),
         })
@@ -235,11 +220,11 @@ mod tests {
             Verdict::Retry(Error::Unavailable(_))
         ));
         assert!(matches!(
-            judge(&Err(Transport::Failed("connection refused".into())), KEY),
+            judge(&Err(Failure::Failed("connection refused".into())), KEY),
             Verdict::Retry(Error::Unavailable(_))
         ));
         assert!(matches!(
-            judge(&Err(Transport::Denied("not allowed".into())), KEY),
+            judge(&Err(Failure::Denied("not allowed".into())), KEY),
             Verdict::Final(Error::Config(m)) if m.contains("allowed_hosts")
         ));
     }

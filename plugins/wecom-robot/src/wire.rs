@@ -9,7 +9,8 @@ use std::fmt;
 
 use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
-use serde_json::{Value, json};
+use serde_json::Value;
+use wxnotify_component_io::wire;
 
 use crate::wit;
 
@@ -171,74 +172,28 @@ impl From<NotificationJson> for wit::Notification {
     }
 }
 
-/// The HTTP status of an error, as the built-in component answers it: 4xx final, 429/5xx
-/// retry later (the outbox workers go by it).
-pub fn status_of(error: &wit::Error) -> u16 {
-    match error {
-        wit::Error::InvalidInput(_) => 400,
-        wit::Error::NotFound(_) => 404,
-        wit::Error::Refused(_) | wit::Error::Rejected(_) => 422,
-        wit::Error::Quota(_) => 429,
-        wit::Error::Unavailable(_) => 503,
-        wit::Error::Auth(_) | wit::Error::Api(_) => 502,
-        wit::Error::Config(_) => 500,
-    }
-}
-
 /// A robot takes 20 messages a minute: a `quota` error clears within this many seconds.
 pub const QUOTA_RETRY_AFTER_SECS: u64 = 60;
 
-/// `{"error": {"kind", "message", "errcode"?, "errmsg"?, "retry_after_secs"?}}`.
+/// The status and `{"error": {"kind", "message", "errcode"?, "errmsg"?, "retry_after_secs"?}}`
+/// of a failed request: the built-in component's (see [`wire::Error`]), plus
+/// `retry_after_secs` on a `quota` error.
 ///
 /// `retry_after_secs` tells `wxnotify serve`'s workers when to try again: without it they take
 /// a `quota` error with errcode 45009 for WeChat's *daily* quota and pause the tenant until
 /// midnight, while the robot's 45009 is its per-minute limit.
-pub fn error_json(error: wit::Error) -> Value {
-    let api = |kind: &str, e: wit::ApiError| json!({ "kind": kind, "message": format!("errcode {}: {}", e.errcode, e.errmsg), "errcode": e.errcode, "errmsg": e.errmsg });
-    let text = |kind: &str, m: String| json!({ "kind": kind, "message": m });
-    let error = match error {
-        wit::Error::InvalidInput(m) => text("invalid_input", m),
-        wit::Error::NotFound(m) => text("not_found", m),
-        wit::Error::Refused(e) => api("refused", e),
-        wit::Error::Rejected(e) => api("rejected", e),
-        wit::Error::Quota(e) => {
-            let mut quota = api("quota", e);
-            quota["retry_after_secs"] = QUOTA_RETRY_AFTER_SECS.into();
-            quota
-        }
-        wit::Error::Auth(e) => api("auth", e),
-        wit::Error::Unavailable(m) => text("unavailable", m),
-        wit::Error::Config(m) => text("config", m),
-        wit::Error::Api(e) => api("api", e),
-    };
-    json!({ "error": error })
-}
-
-/// An error of the HTTP layer itself (no route, wrong method).
-pub fn route_error(kind: &str, message: &str) -> Value {
-    json!({ "error": { "kind": kind, "message": message } })
-}
-
-pub fn delivery_json(delivery: wit::Delivery) -> Value {
-    let channel = |channel: wit::Channel| match channel {
-        wit::Channel::TemplateMessage => "template_message",
-        wit::Channel::SubscribeMessage => "subscribe_message",
-    };
-    json!({
-        "channel": channel(delivery.channel),
-        "msgid": delivery.msgid,
-        "openid": delivery.openid,
-        "attempts": delivery.attempts,
-        "truncated": delivery.truncated,
-        "failures": delivery.failures.into_iter().map(|f| json!({
-            "channel": channel(f.channel),
-            "error": error_json(f.error)["error"],
-        })).collect::<Vec<_>>(),
-    })
+pub fn error_answer(error: wit::Error) -> (u16, Value) {
+    let mut error = wire::Error::from(error);
+    if error.kind == wire::Kind::Quota {
+        error.retry_after_secs = Some(QUOTA_RETRY_AFTER_SECS);
+    }
+    error.answer()
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -291,20 +246,24 @@ mod tests {
             errcode: 45009,
             errmsg: "api freq out of limit".into(),
         });
-        assert_eq!(status_of(&quota), 429);
         assert_eq!(
-            error_json(quota),
-            json!({"error": {"kind": "quota", "message": "errcode 45009: api freq out of limit",
-                             "errcode": 45009, "errmsg": "api freq out of limit",
-                             "retry_after_secs": 60}})
+            error_answer(quota),
+            (
+                429,
+                json!({"error": {"kind": "quota", "message": "errcode 45009: api freq out of limit",
+                                 "errcode": 45009, "errmsg": "api freq out of limit",
+                                 "retry_after_secs": 60}})
+            )
         );
         let config = wit::Error::Config("webhook_key is not set".into());
-        assert_eq!(status_of(&config), 500);
         assert_eq!(
-            error_json(config),
-            json!({"error": {"kind": "config", "message": "webhook_key is not set"}})
+            error_answer(config),
+            (
+                500,
+                json!({"error": {"kind": "config", "message": "webhook_key is not set"}})
+            )
         );
-        assert_eq!(status_of(&wit::Error::InvalidInput(String::new())), 400);
-        assert_eq!(status_of(&wit::Error::Unavailable(String::new())), 503);
+        assert_eq!(error_answer(wit::Error::InvalidInput(String::new())).0, 400);
+        assert_eq!(error_answer(wit::Error::Unavailable(String::new())).0, 503);
     }
 }
