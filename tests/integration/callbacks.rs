@@ -11,13 +11,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
-use wxnotify::tenant::TenantsFile;
-use wxnotify::{
-    ChannelMessage, Error, Notification, NotifyError, Recipient, TemplateMessage, Tenant,
-};
+use wxnotify::{Error, Notification, NotifyError, Recipient, Tenant};
 use wxnotify_sandbox::{SeedUser, SeededUser};
 use wxnotify_store::Scope;
-use wxnotify_tests::{World, data};
+use wxnotify_tests::{World, template_to};
 
 // §5.1 (token AAAAA): URL verification, and the plain-mode push signature.
 const TOKEN: &str = "AAAAA";
@@ -45,6 +42,13 @@ const PLAIN_CALLBACKS: [(&str, &str); 3] = [
     ("callback_max_age_secs", "0"),
 ];
 
+/// The component config of a mini program with safe-mode callbacks keyed as in §5.5 S1.
+const S1_CALLBACKS: [(&str, &str); 3] = [
+    ("mini_callback_token", TOKEN),
+    ("mini_encoding_aes_key", S1_KEY),
+    ("callback_max_age_secs", "0"),
+];
+
 /// Registers tenant `id` on the sandbox's accounts (`mini_appid` / `oa_appid` replace the
 /// sandbox's appids when given) with extra component `config`, through the tenants file's
 /// `[tenants.{id}.config]` table as an operator would write it.
@@ -55,29 +59,16 @@ fn tenant_with(
     oa_appid: Option<&str>,
     config: &[(&str, &str)],
 ) -> Arc<Tenant> {
-    let state = world.sandbox.state();
-    let (mini, oa) = (state.mini_app(), state.oa_app());
     let extra: String = config
         .iter()
         .map(|(key, value)| format!("{key} = \"{value}\"\n"))
         .collect();
-    let toml = format!(
-        "[tenants.{id}]\napi_base = \"{base}\"\n\
-         [tenants.{id}.mini_program]\nappid = \"{}\"\nsecret = \"{}\"\n\
-         [tenants.{id}.official_account]\nappid = \"{}\"\nsecret = \"{}\"\n\
-         [tenants.{id}.config]\n{extra}",
-        mini_appid.unwrap_or(&mini.appid),
-        mini.secret,
-        oa_appid.unwrap_or(&oa.appid),
-        oa.secret,
-        base = world.sandbox.base_url(),
-    );
-    let file = TenantsFile::parse(&toml, "callbacks test").expect("tenants file");
-    let tenant = file
-        .resolve_all(|_| None)
-        .expect("tenant resolves")
-        .remove(0);
-    world.runtime.add_tenant(tenant).expect("tenant is added")
+    world.add_tenant_with_appids(
+        id,
+        mini_appid,
+        oa_appid,
+        &format!("[tenants.{id}.config]\n{extra}"),
+    )
 }
 
 /// A tenant on the sandbox's accounts with plain-mode callbacks and no freshness check.
@@ -173,16 +164,6 @@ fn oa_event(openid: &str, create_time: u64, event: &str, extra: &str) -> String 
     )
 }
 
-/// Every key of `tenant` in `bucket`.
-async fn keys(world: &World, tenant: &str, bucket: &str) -> Vec<String> {
-    let (keys, _) = world
-        .backend
-        .list_keys(&Scope::new(tenant, bucket), None, 1000)
-        .await
-        .unwrap();
-    keys
-}
-
 async fn stored(world: &World, tenant: &str, key: &str) -> Option<Value> {
     let value = world
         .backend
@@ -195,7 +176,7 @@ async fn stored(world: &World, tenant: &str, key: &str) -> Option<Value> {
 /// Asserts that `tenant` has no keys and that nothing reached WeChat.
 async fn assert_untouched(world: &World, tenant: &str) {
     for bucket in wxnotify::wasi_keyvalue::BUCKETS {
-        let keys = keys(world, tenant, bucket).await;
+        let keys = world.keys(tenant, bucket).await;
         assert!(keys.is_empty(), "{bucket}: {keys:?}");
     }
     assert!(
@@ -206,38 +187,20 @@ async fn assert_untouched(world: &World, tenant: &str) {
 }
 
 fn user_info_calls(world: &World) -> usize {
-    world
-        .sandbox
-        .state()
-        .requests()
-        .iter()
-        .filter(|r| r.path == "/cgi-bin/user/info")
-        .count()
+    world.requests_to("/cgi-bin/user/info")
 }
 
 fn shipped(recipient: Recipient) -> Notification {
-    Notification {
-        recipient,
-        channels: vec![ChannelMessage::TemplateMessage(TemplateMessage {
-            template_id: "TPL_ORDER_SHIPPED".into(),
-            data: data(&[("thing1", "Shipped")]),
-            url: None,
-            miniprogram: None,
-        })],
-        idempotency_key: None,
-    }
+    template_to(recipient, "Shipped", None)
 }
 
 /// A follower the sandbox knows, logged in to the mini-program (so its unionid is known to
 /// `tenant`) but not synced: only a `subscribe` push can map its OA openid.
 async fn logged_in_follower(world: &World, tenant: &Tenant) -> SeededUser {
     let user = world.sandbox.state().add_user(SeedUser::follower());
-    let code = world
-        .sandbox
-        .state()
-        .issue_login_code(user.mini_openid.as_deref().unwrap())
-        .unwrap();
-    tenant.login(&code).await.expect("login");
+    world
+        .log_in(tenant, user.mini_openid.as_deref().unwrap())
+        .await;
     user
 }
 
@@ -293,17 +256,7 @@ async fn plain_push_official_vector_is_acknowledged() {
 #[tokio::test]
 async fn safe_mode_json_official_sample_s1() {
     let world = World::in_memory().await;
-    let cb = tenant_with(
-        &world,
-        "cb",
-        Some(S1_APPID),
-        None,
-        &[
-            ("mini_callback_token", TOKEN),
-            ("mini_encoding_aes_key", S1_KEY),
-            ("callback_max_age_secs", "0"),
-        ],
-    );
+    let cb = tenant_with(&world, "cb", Some(S1_APPID), None, &S1_CALLBACKS);
     // The decrypted push is `debug_demo`: acknowledged, nothing to record.
     post(&cb, "/callback/mini", S1_QUERY, S1_BODY)
         .await
@@ -528,17 +481,7 @@ async fn refused_pushes_change_nothing() {
     .assert_error(413, "too_large", "65536 bytes");
 
     // The S1 push, signed correctly, but for another mini program than this tenant's.
-    let other_app = tenant_with(
-        &world,
-        "other-app",
-        None,
-        None,
-        &[
-            ("mini_callback_token", TOKEN),
-            ("mini_encoding_aes_key", S1_KEY),
-            ("callback_max_age_secs", "0"),
-        ],
-    );
+    let other_app = tenant_with(&world, "other-app", None, None, &S1_CALLBACKS);
     post(&other_app, "/callback/mini", S1_QUERY, S1_BODY)
         .await
         .assert_error(401, "wrong_receiver", S1_APPID);
@@ -564,8 +507,7 @@ async fn refused_pushes_change_nothing() {
 async fn a_duplicate_push_is_applied_once() {
     let world = World::in_memory().await;
     let cb = plain_tenant(&world, "cb");
-    let user = world.sandbox.state().add_user(SeedUser::follower());
-    let oa = user.oa_openid.clone().unwrap();
+    let oa = world.new_follower_oa_openid();
 
     // WeChat's retries, one after the other.
     let push = oa_event(&oa, 1_714_037_000, "subscribe", "");
@@ -585,7 +527,8 @@ async fn a_duplicate_push_is_applied_once() {
     a.assert_success();
     b.assert_success();
     assert_eq!(user_info_calls(&world), 2);
-    let markers = keys(&world, "cb", "callbacks")
+    let markers = world
+        .keys("cb", "callbacks")
         .await
         .into_iter()
         .filter(|k| k.starts_with("seen/"))

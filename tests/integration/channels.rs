@@ -27,6 +27,11 @@ fn subscribe(pairs: &[(&str, &str)]) -> ChannelMessage {
     })
 }
 
+/// The template message most tests send: `thing1` = `Shipped`.
+fn shipped() -> ChannelMessage {
+    template(&[("thing1", "Shipped")])
+}
+
 const STATUS: &[(&str, &str)] = &[
     ("thing1", "Order shipped"),
     ("phrase2", "已发货"),
@@ -40,16 +45,6 @@ fn to(user: &SeededUser, channels: Vec<ChannelMessage>) -> Notification {
         channels,
         idempotency_key: None,
     }
-}
-
-fn requests_to(world: &World, path: &str) -> usize {
-    world
-        .sandbox
-        .state()
-        .requests()
-        .iter()
-        .filter(|r| r.path == path)
-        .count()
 }
 
 const TEMPLATE_SEND: &str = "/cgi-bin/message/template/send";
@@ -78,16 +73,13 @@ async fn a_follower_gets_the_template_message() {
     let alice = user(&world, true).await;
     let delivery = world
         .shop()
-        .send_notification(&to(
-            &alice,
-            vec![template(&[("thing1", "Shipped")]), subscribe(STATUS)],
-        ))
+        .send_notification(&to(&alice, vec![shipped(), subscribe(STATUS)]))
         .await
         .unwrap();
     assert_eq!(delivery.channel, Channel::TemplateMessage);
     assert_eq!(delivery.openid, alice.oa_openid.unwrap());
     assert_eq!(
-        requests_to(&world, SUBSCRIBE_SEND),
+        world.requests_to(SUBSCRIBE_SEND),
         0,
         "the second channel was not needed"
     );
@@ -99,10 +91,7 @@ async fn a_non_follower_falls_back_to_the_subscribe_message() {
     let bob = user(&world, false).await;
     let delivery = world
         .shop()
-        .send_notification(&to(
-            &bob,
-            vec![template(&[("thing1", "Shipped")]), subscribe(STATUS)],
-        ))
+        .send_notification(&to(&bob, vec![shipped(), subscribe(STATUS)]))
         .await
         .unwrap();
     assert_eq!(delivery.channel, Channel::SubscribeMessage);
@@ -138,10 +127,7 @@ async fn a_six_character_phrase_is_rejected_before_any_call() {
     let bob = user(&world, true).await;
     let invalid = to(
         &bob,
-        vec![
-            template(&[("thing1", "Shipped")]),
-            subscribe(&[("phrase2", "六个汉字短语")]),
-        ],
+        vec![shipped(), subscribe(&[("phrase2", "六个汉字短语")])],
     );
     match world.shop().send_notification(&invalid).await.unwrap_err() {
         Error::Notify {
@@ -191,7 +177,7 @@ async fn a_used_up_authorisation_is_refused_once_and_not_retried() {
         other => panic!("expected refused, got {other}"),
     }
     assert_eq!(
-        requests_to(&world, SUBSCRIBE_SEND),
+        world.requests_to(SUBSCRIBE_SEND),
         2,
         "one call per notification: the refusal was not retried"
     );
@@ -241,7 +227,7 @@ async fn a_legacy_uniform_request_goes_through_template_send() {
         .unwrap();
     assert_eq!(delivery.channel, Channel::TemplateMessage);
     assert_eq!(Some(delivery.openid), alice.oa_openid.clone());
-    assert_eq!(requests_to(&world, TEMPLATE_SEND), 1);
+    assert_eq!(world.requests_to(TEMPLATE_SEND), 1);
     assert!(
         world
             .sandbox
@@ -269,7 +255,7 @@ async fn a_legacy_uniform_request_goes_through_template_send() {
         "{error}"
     );
     assert_eq!(
-        requests_to(&world, TEMPLATE_SEND),
+        world.requests_to(TEMPLATE_SEND),
         1,
         "the mismatch was caught before sending"
     );
@@ -279,7 +265,7 @@ async fn a_legacy_uniform_request_goes_through_template_send() {
 async fn the_idempotency_key_makes_one_message_of_two_sends() {
     let world = World::in_memory().await;
     let alice = user(&world, true).await;
-    let mut notification = to(&alice, vec![template(&[("thing1", "Shipped")])]);
+    let mut notification = to(&alice, vec![shipped()]);
     notification.idempotency_key = Some("order-42".into());
     let first = world.shop().send_notification(&notification).await.unwrap();
     let second = world.shop().send_notification(&notification).await.unwrap();
@@ -291,7 +277,7 @@ async fn the_idempotency_key_makes_one_message_of_two_sends() {
 async fn a_busy_platform_is_retried_with_backoff_then_reported_unavailable() {
     let world = World::in_memory().await;
     let alice = user(&world, true).await;
-    let notification = to(&alice, vec![template(&[("thing1", "Shipped")])]);
+    let notification = to(&alice, vec![shipped()]);
     let state = world.sandbox.state();
 
     state.inject(Fault::errcode(TEMPLATE_SEND, -1, "system error").times(2));
@@ -316,7 +302,7 @@ async fn a_busy_platform_is_retried_with_backoff_then_reported_unavailable() {
         "{error}"
     );
     assert_eq!(
-        requests_to(&world, TEMPLATE_SEND),
+        world.requests_to(TEMPLATE_SEND),
         3,
         "bounded: three calls, then it gives up"
     );
@@ -326,7 +312,7 @@ async fn a_busy_platform_is_retried_with_backoff_then_reported_unavailable() {
 async fn a_dropped_connection_is_retried() {
     let world = World::in_memory().await;
     let alice = user(&world, true).await;
-    let mut notification = to(&alice, vec![template(&[("thing1", "Shipped")])]);
+    let mut notification = to(&alice, vec![shipped()]);
     notification.idempotency_key = Some("dropped".into());
     world
         .sandbox
@@ -348,7 +334,7 @@ async fn a_send_quota_is_final_for_this_call_and_says_so() {
     ));
     let error = world
         .shop()
-        .send_notification(&to(&alice, vec![template(&[("thing1", "Shipped")])]))
+        .send_notification(&to(&alice, vec![shipped()]))
         .await
         .unwrap_err();
     assert!(
@@ -356,7 +342,7 @@ async fn a_send_quota_is_final_for_this_call_and_says_so() {
         "{error}"
     );
     assert_eq!(
-        requests_to(&world, TEMPLATE_SEND),
+        world.requests_to(TEMPLATE_SEND),
         1,
         "quota is not retried within the call"
     );

@@ -1,21 +1,8 @@
 //! The component's own JSON API (its `wasi:http/incoming-handler` export), as a wasi:http
 //! gateway would route to it.
 
-use bytes::Bytes;
-use serde_json::{Value, json};
-use wxnotify_tests::World;
-
-async fn call(world: &World, method: &str, path: &str, body: &str) -> (u16, Value) {
-    let request = http::Request::builder()
-        .method(method)
-        .uri(format!("http://wxnotify.local{path}"))
-        .header("content-type", "application/json")
-        .body(Bytes::from(body.to_owned()))
-        .unwrap();
-    let response = world.shop().handle_http(request).await.unwrap();
-    let status = response.status().as_u16();
-    (status, serde_json::from_slice(response.body()).unwrap())
-}
+use serde_json::json;
+use wxnotify_tests::{World, call};
 
 #[tokio::test]
 async fn sends_and_resolves_over_json() {
@@ -28,7 +15,13 @@ async fn sends_and_resolves_over_json() {
         "channels": [{"template_message": {"template_id": "TPL_ORDER_SHIPPED", "data": {"thing1": "Shipped"}}}],
         "idempotency_key": "json-1",
     });
-    let (status, delivery) = call(&world, "POST", "/v1/notifications", &body.to_string()).await;
+    let (status, delivery) = call(
+        &world.shop(),
+        "POST",
+        "/v1/notifications",
+        &body.to_string(),
+    )
+    .await;
     assert_eq!(status, 200, "{delivery}");
     assert_eq!(delivery["channel"], "template_message");
     assert_eq!(delivery["openid"], json!(user.oa_openid));
@@ -37,7 +30,8 @@ async fn sends_and_resolves_over_json() {
         json!(world.sandbox.state().delivered_template_messages()[0].msgid)
     );
 
-    let (status, resolved) = call(&world, "GET", &format!("/v1/users/mini/{mini}"), "").await;
+    let (status, resolved) =
+        call(&world.shop(), "GET", &format!("/v1/users/mini/{mini}"), "").await;
     assert_eq!(status, 200);
     assert_eq!(
         resolved,
@@ -48,7 +42,7 @@ async fn sends_and_resolves_over_json() {
 #[tokio::test]
 async fn bad_requests_get_a_clear_4xx() {
     let world = World::in_memory().await;
-    let (status, error) = call(&world, "POST", "/v1/notifications", "{not json").await;
+    let (status, error) = call(&world.shop(), "POST", "/v1/notifications", "{not json").await;
     assert_eq!(status, 400);
     assert_eq!(error["error"]["kind"], "invalid_input");
     assert!(
@@ -62,7 +56,7 @@ async fn bad_requests_get_a_clear_4xx() {
     let unknown_field =
         json!({"recipient": {"mini_program": "o1"}, "channels": [], "colour": "red"});
     let (status, error) = call(
-        &world,
+        &world.shop(),
         "POST",
         "/v1/notifications",
         &unknown_field.to_string(),
@@ -78,7 +72,7 @@ async fn bad_requests_get_a_clear_4xx() {
     );
 
     let (status, error) = call(
-        &world,
+        &world.shop(),
         "GET",
         "/v1/users/mini/oMP0000000000000000000000404",
         "",
@@ -87,9 +81,9 @@ async fn bad_requests_get_a_clear_4xx() {
     assert_eq!(status, 404);
     assert_eq!(error["error"]["kind"], "not_found");
 
-    let (status, _) = call(&world, "GET", "/v1/nothing", "").await;
+    let (status, _) = call(&world.shop(), "GET", "/v1/nothing", "").await;
     assert_eq!(status, 404);
-    let (status, _) = call(&world, "DELETE", "/v1/notifications", "").await;
+    let (status, _) = call(&world.shop(), "DELETE", "/v1/notifications", "").await;
     assert_eq!(status, 405);
     assert!(
         world.sandbox.state().requests().is_empty(),
@@ -105,7 +99,7 @@ async fn checks_without_sending_and_reports_final_template_status() {
         "channels": [{"subscribe_message": {"template_id": "TPL_ORDER_STATUS", "data": {"phrase2": "配送中"}}}],
     });
     let (status, answer) = call(
-        &world,
+        &world.shop(),
         "POST",
         "/v1/notifications/check",
         &valid.to_string(),
@@ -117,7 +111,7 @@ async fn checks_without_sending_and_reports_final_template_status() {
         "channels": [{"subscribe_message": {"template_id": "TPL_ORDER_STATUS", "data": {"phrase2": "六个汉字短语"}}}],
     });
     let (status, error) = call(
-        &world,
+        &world.shop(),
         "POST",
         "/v1/notifications/check",
         &invalid.to_string(),
@@ -132,7 +126,7 @@ async fn checks_without_sending_and_reports_final_template_status() {
         "{error}"
     );
     let (status, error) = call(
-        &world,
+        &world.shop(),
         "POST",
         "/v1/notifications/check",
         &json!({"recipient": {"union": "a/b"}, "channels": []}).to_string(),
@@ -144,12 +138,12 @@ async fn checks_without_sending_and_reports_final_template_status() {
         "checking never calls WeChat"
     );
 
-    let (status, error) = call(&world, "GET", "/v1/deliveries/42", "").await;
+    let (status, error) = call(&world.shop(), "GET", "/v1/deliveries/42", "").await;
     assert_eq!(status, 404);
     assert!(
         error["error"]["message"].as_str().unwrap().contains("42"),
         "{error}"
     );
-    let (status, _) = call(&world, "GET", "/v1/deliveries/forty-two", "").await;
+    let (status, _) = call(&world.shop(), "GET", "/v1/deliveries/forty-two", "").await;
     assert_eq!(status, 400);
 }

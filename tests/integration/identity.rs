@@ -48,8 +48,7 @@ async fn a_logged_in_user_without_an_oa_mapping_names_the_missing_oa_openid() {
     // Logged in to the mini-program, but the OA's followers were never synced.
     let user = world.sandbox.state().add_user(SeedUser::follower());
     let mini = user.mini_openid.clone().unwrap();
-    let code = world.sandbox.state().issue_login_code(&mini).unwrap();
-    let logged_in = world.shop().login(&code).await.unwrap();
+    let logged_in = world.log_in(&world.shop(), &mini).await;
     assert_eq!(logged_in.unionid, user.unionid);
     assert_eq!(logged_in.mini_openid.as_deref(), Some(mini.as_str()));
 
@@ -169,20 +168,17 @@ async fn the_official_decrypt_vector_decrypts_through_login_and_its_unionid_is_s
     world
         .sandbox
         .state()
-        .pin_session_key(&mini, "tiihtNczf5v6AKRyjwEUhQ==")
+        .pin_session_key(&mini, VECTOR_SESSION_KEY)
         .unwrap();
     let shop = world.shop();
-    let logged_in = shop
-        .login(&world.sandbox.state().issue_login_code(&mini).unwrap())
-        .await
-        .unwrap();
+    let logged_in = world.log_in(&shop, &mini).await;
     assert_eq!(
         logged_in.unionid, None,
         "this mini-program is not bound to an Open Platform account"
     );
 
     let plaintext = shop
-        .decrypt_user_data(&mini, VECTOR_DATA, "r7BXXKkLb8qrSNn05n0qiA==")
+        .decrypt_user_data(&mini, VECTOR_DATA, VECTOR_IV)
         .await
         .unwrap();
     assert_eq!(plaintext, VECTOR_PLAINTEXT);
@@ -205,16 +201,12 @@ async fn data_watermarked_for_another_appid_is_rejected() {
     world
         .sandbox
         .state()
-        .pin_session_key(&mini, "tiihtNczf5v6AKRyjwEUhQ==")
+        .pin_session_key(&mini, VECTOR_SESSION_KEY)
         .unwrap();
-    world
-        .shop()
-        .login(&world.sandbox.state().issue_login_code(&mini).unwrap())
-        .await
-        .unwrap();
+    world.log_in(&world.shop(), &mini).await;
     match world
         .shop()
-        .decrypt_user_data(&mini, VECTOR_DATA, "r7BXXKkLb8qrSNn05n0qiA==")
+        .decrypt_user_data(&mini, VECTOR_DATA, VECTOR_IV)
         .await
         .unwrap_err()
     {
@@ -246,11 +238,7 @@ async fn decrypting_without_a_login_names_the_missing_session_key() {
     let message = not_found(
         world
             .shop()
-            .decrypt_user_data(
-                "oMP0000000000000000000000042",
-                VECTOR_DATA,
-                "r7BXXKkLb8qrSNn05n0qiA==",
-            )
+            .decrypt_user_data("oMP0000000000000000000000042", VECTOR_DATA, VECTOR_IV)
             .await
             .unwrap_err(),
     );
@@ -285,13 +273,7 @@ async fn an_oa_openid_with_no_known_unionid_is_looked_up_once_with_user_info() {
             .await
             .unwrap();
     }
-    let lookups = world
-        .sandbox
-        .state()
-        .requests()
-        .iter()
-        .filter(|r| r.path == "/cgi-bin/user/info")
-        .count();
+    let lookups = world.requests_to("/cgi-bin/user/info");
     assert_eq!(lookups, 2, "one per openid: the answer was stored");
 }
 
@@ -309,21 +291,8 @@ async fn a_sync_of_25_000_followers_takes_3_pages_and_250_batchgets() {
         }
     };
     assert_eq!((last.total, last.synced, mapped), (25_000, 25_000, 25_000));
-    let requests = world.sandbox.state().requests();
-    assert_eq!(
-        requests
-            .iter()
-            .filter(|r| r.path == "/cgi-bin/user/get")
-            .count(),
-        3
-    );
-    assert_eq!(
-        requests
-            .iter()
-            .filter(|r| r.path == "/cgi-bin/user/info/batchget")
-            .count(),
-        250
-    );
+    assert_eq!(world.requests_to("/cgi-bin/user/get"), 3);
+    assert_eq!(world.requests_to("/cgi-bin/user/info/batchget"), 250);
     for follower in [&followers[0], &followers[12_345], &followers[24_999]] {
         let resolved = shop
             .resolve_user(&Recipient::Union(follower.unionid.clone().unwrap()))
@@ -355,15 +324,7 @@ async fn an_interrupted_sync_resumes_from_the_stored_cursor() {
     state.clear_requests();
 
     // A new runtime on the same storage (the process restarted) resumes at page 2.
-    let restarted =
-        wxnotify::Runtime::new(wxnotify_tests::engine(), world.backend.clone()).unwrap();
-    let again = World {
-        sandbox: world.sandbox.clone(),
-        backend: world.backend.clone(),
-        runtime: restarted,
-        storage: wxnotify_tests::Storage::Memory,
-    };
-    again.add_tenant("shop", "");
+    let again = world.another_runtime(world.backend.clone());
     let shop = again.shop();
     let mut last = shop.sync_followers(false).await.unwrap();
     while !last.done {
@@ -389,6 +350,10 @@ async fn an_interrupted_sync_resumes_from_the_stored_cursor() {
         .unwrap();
     assert_eq!(resolved.oa_openid, followers[24_999].oa_openid);
 }
+
+// The rest of WeChat's published vector (wechat-api.md §2.2).
+const VECTOR_SESSION_KEY: &str = "tiihtNczf5v6AKRyjwEUhQ==";
+const VECTOR_IV: &str = "r7BXXKkLb8qrSNn05n0qiA==";
 
 const VECTOR_DATA: &str = "CiyLU1Aw2KjvrjMdj8YKliAjtP4gsMZMQmRzooG2xrDcvSnxIMXFufNstNGTyaGS9uT5geRa0W4oTOb1WT7fJlAC+oNPdbB+3hVbJSRgv+4lGOETKUQz6OYStslQ142dNCuabNPGBzlooOmB231qMM85d2/fV6ChevvXvQP8Hkue1poOFtnEtpyxVLW1zAo6/1Xx1COxFvrc2d7UL/lmHInNlxuacJXwu0fjpXfz/YqYzBIBzD6WUfTIF9GRHpOn/Hz7saL8xz+W//FRAUid1OksQaQx4CMs8LOddcQhULW4ucetDf96JcR3g0gfRK4PC7E/r7Z6xNrXd2UIeorGj5Ef7b1pJAYB6Y5anaHqZ9J6nKEBvB4DnNLIVWSgARns/8wR2SiRS7MNACwTyrGvt9ts8p12PKFdlqYTopNHR1Vf7XjfhQlVsAJdNiKdYmYVoKlaRv85IfVunYzO0IKXsyl7JCUjCpoG20f0a04COwfneQAGGwd5oa+T8yO5hzuyDb/XcxxmK01EpqOyuxINew==";
 

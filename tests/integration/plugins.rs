@@ -5,14 +5,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use serde_json::{Value, json};
+use serde_json::json;
 use wxnotify::tenant::TenantsFile;
 use wxnotify::{
     Channel, ChannelMessage, Notification, NotifyError, Recipient, TemplateMessage, Tenant,
 };
-use wxnotify_sandbox::{Fault, ROBOT_MESSAGES_PER_MINUTE, SeedUser, WECOM_WEBHOOK_SEND};
-use wxnotify_tests::{World, data, template_to};
+use wxnotify_sandbox::{Fault, ROBOT_MESSAGES_PER_MINUTE, WECOM_WEBHOOK_SEND};
+use wxnotify_tests::{World, call, data, template_to};
 
 /// The staging group's robot.
 const ROBOT_KEY: &str = "5b1d9e7c-3f2a-4c8e-a6d0-staging-robot";
@@ -252,8 +251,7 @@ async fn a_live_swap_sends_one_tenant_to_the_robot_while_another_keeps_wechat() 
     let world = World::in_memory().await;
     let sandbox = world.sandbox.state();
     sandbox.add_robot(ROBOT_KEY);
-    let user = sandbox.add_user(SeedUser::follower());
-    let oa = Recipient::OfficialAccount(user.oa_openid.clone().unwrap());
+    let oa = Recipient::OfficialAccount(world.new_follower_oa_openid());
     let staging = world.add_tenant(
         "staging",
         &format!("[tenants.staging.config]\nwebhook_key = \"{ROBOT_KEY}\""),
@@ -324,18 +322,6 @@ async fn identity_calls_get_a_clear_config_error() {
         "{error}"
     );
     assert!(world.sandbox.state().requests().is_empty());
-}
-
-async fn call(tenant: &Tenant, method: &str, path: &str, body: &str) -> (u16, Value) {
-    let request = http::Request::builder()
-        .method(method)
-        .uri(format!("http://wxnotify.local{path}"))
-        .header("content-type", "application/json")
-        .body(Bytes::from(body.to_owned()))
-        .unwrap();
-    let response = tenant.handle_http(request).await.unwrap();
-    let status = response.status().as_u16();
-    (status, serde_json::from_slice(response.body()).unwrap())
 }
 
 #[tokio::test]

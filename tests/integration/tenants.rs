@@ -4,8 +4,6 @@
 use std::sync::Arc;
 
 use wxnotify::{Error, Notification, NotifyError, Recipient};
-use wxnotify_sandbox::SeedUser;
-use wxnotify_store::Scope;
 use wxnotify_tests::{World, send_all_at_once, template_to};
 
 fn hello(recipient: Recipient, key: &str) -> Notification {
@@ -45,17 +43,9 @@ async fn a_tenant_cannot_see_another_tenants_keys() {
     }
     assert!(world.shop().resolve_user(&mini).await.is_ok());
     for bucket in ["users", "tokens"] {
-        let (keys, _) = world
-            .backend
-            .list_keys(&Scope::new("other", bucket), None, 1000)
-            .await
-            .unwrap();
+        let keys = world.keys("other", bucket).await;
         assert!(keys.is_empty(), "{bucket}: {keys:?}");
-        let (keys, _) = world
-            .backend
-            .list_keys(&Scope::new("shop", bucket), None, 1000)
-            .await
-            .unwrap();
+        let keys = world.keys("shop", bucket).await;
         assert!(!keys.is_empty(), "{bucket}");
     }
     // Its own token, too: the OA token other uses was fetched for other.
@@ -79,8 +69,7 @@ const CHILD: &str = "tenants::second_process_sender";
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_processes_on_one_sqlite_file_fetch_one_token_for_500_sends() {
     let world = World::start().await;
-    let user = world.sandbox.state().add_user(SeedUser::follower());
-    let oa = user.oa_openid.clone().unwrap();
+    let oa = world.new_follower_oa_openid();
     let wxnotify_tests::Storage::Sqlite(dir) = &world.storage else {
         unreachable!()
     };
@@ -150,8 +139,7 @@ async fn second_process_sender() {
 async fn two_runtimes_sharing_redis_fetch_one_token_for_500_sends() {
     let redis = wxnotify_tests::RedisServer::start(None);
     let world = World::in_memory().await;
-    let user = world.sandbox.state().add_user(SeedUser::follower());
-    let oa = user.oa_openid.clone().unwrap();
+    let oa = world.new_follower_oa_openid();
     let mut tenants = Vec::new();
     for host in ["host-a", "host-b"] {
         let backend: wxnotify_store::SharedBackend = Arc::new(
@@ -159,15 +147,7 @@ async fn two_runtimes_sharing_redis_fetch_one_token_for_500_sends() {
                 .await
                 .unwrap(),
         );
-        let runtime = wxnotify::Runtime::new(wxnotify_tests::engine(), backend.clone()).unwrap();
-        let host_world = World {
-            sandbox: world.sandbox.clone(),
-            backend,
-            runtime,
-            storage: wxnotify_tests::Storage::Memory,
-        };
-        host_world.add_tenant("shop", "");
-        tenants.push((host, host_world));
+        tenants.push((host, world.another_runtime(backend)));
     }
     let (a, b) = (tenants[0].1.shop(), tenants[1].1.shop());
     tokio::join!(
@@ -208,7 +188,7 @@ async fn keeps_sending(world: &World, oa: &str, count: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_component_that_never_returns_is_stopped_by_its_deadline_while_others_send() {
     let world = World::in_memory().await;
-    let user = world.sandbox.state().add_user(SeedUser::follower());
+    let oa = world.new_follower_oa_openid();
     let runaway = misbehaving(&world, "runaway", "deadline_ms = 1500");
 
     let stuck = tokio::spawn(async move {
@@ -217,7 +197,7 @@ async fn a_component_that_never_returns_is_stopped_by_its_deadline_while_others_
             .await
     });
     // Sent while the runaway spins: its epoch callback yields, so it holds no executor thread.
-    keeps_sending(&world, user.oa_openid.as_deref().unwrap(), 20).await;
+    keeps_sending(&world, &oa, 20).await;
 
     match stuck.await.unwrap().unwrap_err() {
         Error::Deadline {
@@ -259,8 +239,7 @@ async fn a_component_allocating_without_bound_hits_its_memory_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_live_plugin_swap_under_load_loses_no_call() {
     let world = World::in_memory().await;
-    let user = world.sandbox.state().add_user(SeedUser::follower());
-    let oa = user.oa_openid.clone().unwrap();
+    let oa = world.new_follower_oa_openid();
     let other = world.add_tenant("other", "");
     let shop = world.shop();
     let fixture = std::path::PathBuf::from(env!("WXNOTIFY_FIXTURE_MISBEHAVING"));

@@ -2,7 +2,7 @@
 //! and exactly one retry when a token goes stale, a bounded force refresh, never a loop.
 
 use wxnotify::{Error, Notification, NotifyError, Recipient};
-use wxnotify_sandbox::{Fault, SeedUser};
+use wxnotify_sandbox::Fault;
 use wxnotify_tests::{World, send_all_at_once, template_to};
 
 fn hello(oa_openid: &str, key: &str) -> Notification {
@@ -13,19 +13,10 @@ fn hello(oa_openid: &str, key: &str) -> Notification {
     )
 }
 
-fn follower(world: &World) -> String {
-    let user = world.sandbox.state().add_user(SeedUser::follower());
-    user.oa_openid.unwrap()
-}
+const TEMPLATE_SEND: &str = "/cgi-bin/message/template/send";
 
 fn template_sends(world: &World) -> usize {
-    world
-        .sandbox
-        .state()
-        .requests()
-        .iter()
-        .filter(|r| r.path == "/cgi-bin/message/template/send")
-        .count()
+    world.requests_to(TEMPLATE_SEND)
 }
 
 fn forced_fetches(world: &World) -> usize {
@@ -42,7 +33,7 @@ fn forced_fetches(world: &World) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_concurrent_sends_with_an_empty_cache_fetch_one_token() {
     let world = World::start().await;
-    let oa = follower(&world);
+    let oa = world.new_follower_oa_openid();
     send_all_at_once(
         &world.shop(),
         (0..200).map(|i| hello(&oa, &format!("k{i}"))).collect(),
@@ -58,7 +49,7 @@ async fn two_hundred_concurrent_sends_with_an_empty_cache_fetch_one_token() {
 #[tokio::test]
 async fn a_token_invalidated_once_costs_one_refetch_and_one_retry() {
     let world = World::in_memory().await;
-    let oa = follower(&world);
+    let oa = world.new_follower_oa_openid();
     let shop = world.shop();
     shop.send_notification(&hello(&oa, "first")).await.unwrap();
     let state = world.sandbox.state();
@@ -79,7 +70,7 @@ async fn a_token_invalidated_once_costs_one_refetch_and_one_retry() {
     let tokens: Vec<_> = state
         .requests()
         .into_iter()
-        .filter(|r| r.path == "/cgi-bin/message/template/send")
+        .filter(|r| r.path == TEMPLATE_SEND)
         .map(|r| (r.query["access_token"].clone(), r.errcode))
         .collect();
     assert_eq!(tokens[0].1, 40001);
@@ -90,10 +81,10 @@ async fn a_token_invalidated_once_costs_one_refetch_and_one_retry() {
 #[tokio::test]
 async fn a_token_refused_for_ever_surfaces_after_two_calls_with_one_bounded_force_refresh() {
     let world = World::in_memory().await;
-    let oa = follower(&world);
+    let oa = world.new_follower_oa_openid();
     let shop = world.shop();
     world.sandbox.state().inject(Fault::errcode(
-        "/cgi-bin/message/template/send",
+        TEMPLATE_SEND,
         40001,
         "invalid credential, access_token is invalid or not latest",
     ));
@@ -125,7 +116,7 @@ async fn a_token_refused_for_ever_surfaces_after_two_calls_with_one_bounded_forc
 #[tokio::test]
 async fn an_expired_token_is_refetched() {
     let world = World::in_memory().await;
-    let oa = follower(&world);
+    let oa = world.new_follower_oa_openid();
     let shop = world.shop();
     shop.send_notification(&hello(&oa, "a")).await.unwrap();
     world
@@ -141,7 +132,7 @@ async fn an_expired_token_is_refetched() {
 #[tokio::test]
 async fn classic_mode_uses_cgi_bin_token() {
     let world = World::in_memory().await;
-    let oa = follower(&world);
+    let oa = world.new_follower_oa_openid();
     let classic = world.add_tenant("classic", "token_mode = \"classic\"");
     classic.send_notification(&hello(&oa, "a")).await.unwrap();
     classic.send_notification(&hello(&oa, "b")).await.unwrap();
@@ -160,7 +151,7 @@ async fn classic_mode_uses_cgi_bin_token() {
 #[tokio::test]
 async fn a_token_quota_surfaces_as_quota_with_the_errmsg() {
     let world = World::in_memory().await;
-    let oa = follower(&world);
+    let oa = world.new_follower_oa_openid();
     world.sandbox.state().inject(Fault::errcode(
         "/cgi-bin/stable_token",
         45009,

@@ -7,12 +7,15 @@
 use std::path::Path;
 use std::sync::{Arc, LazyLock};
 
+use bytes::Bytes;
+use serde_json::Value;
 use wxnotify::tenant::TenantsFile;
 use wxnotify::{
     ChannelMessage, Delivery, Engine, Notification, Recipient, Runtime, TemplateMessage, Tenant,
+    User,
 };
 use wxnotify_sandbox::{Sandbox, SandboxConfig, SeedUser, SeededUser};
-use wxnotify_store::{MemoryBackend, SharedBackend, SqliteBackend};
+use wxnotify_store::{MemoryBackend, Scope, SharedBackend, SqliteBackend};
 
 /// The engine of the whole test binary.
 pub fn engine() -> &'static Engine {
@@ -57,6 +60,16 @@ impl World {
             Storage::Memory => Arc::new(MemoryBackend::new()),
             Storage::Sqlite(dir) => Arc::new(sqlite(dir.path())),
         };
+        World::on(sandbox, backend, storage)
+    }
+
+    /// A new runtime on `backend` with its own `shop` tenant, against this world's sandbox: a
+    /// restarted process, or a second host sharing storage.
+    pub fn another_runtime(&self, backend: SharedBackend) -> World {
+        World::on(self.sandbox.clone(), backend, Storage::Memory)
+    }
+
+    fn on(sandbox: Sandbox, backend: SharedBackend, storage: Storage) -> World {
         let runtime = Runtime::new(engine(), backend.clone()).expect("runtime");
         let world = World {
             sandbox,
@@ -70,15 +83,27 @@ impl World {
 
     /// Registers tenant `id` on the sandbox's accounts; `extra` is TOML added to its table.
     pub fn add_tenant(&self, id: &str, extra: &str) -> Arc<Tenant> {
+        self.add_tenant_with_appids(id, None, None, extra)
+    }
+
+    /// [`World::add_tenant`], with `mini_appid` / `oa_appid` replacing the sandbox's appids
+    /// when given (the secrets stay the sandbox's).
+    pub fn add_tenant_with_appids(
+        &self,
+        id: &str,
+        mini_appid: Option<&str>,
+        oa_appid: Option<&str>,
+        extra: &str,
+    ) -> Arc<Tenant> {
         let state = self.sandbox.state();
         let (mini, oa) = (state.mini_app(), state.oa_app());
         let toml = format!(
             "[tenants.{id}]\napi_base = \"{base}\"\n{extra}\n\
              [tenants.{id}.mini_program]\nappid = \"{}\"\nsecret = \"{}\"\n\
              [tenants.{id}.official_account]\nappid = \"{}\"\nsecret = \"{}\"\n",
-            mini.appid,
+            mini_appid.unwrap_or(&mini.appid),
             mini.secret,
-            oa.appid,
+            oa_appid.unwrap_or(&oa.appid),
             oa.secret,
             base = self.sandbox.base_url(),
         );
@@ -101,6 +126,22 @@ impl World {
         user
     }
 
+    /// The OA openid of a new follower (every identity) the component has not learned yet.
+    pub fn new_follower_oa_openid(&self) -> String {
+        let user = self.sandbox.state().add_user(SeedUser::follower());
+        user.oa_openid.expect("a follower has an OA openid")
+    }
+
+    /// Logs the user with mini-program openid `mini` in to `tenant` (jscode2session).
+    pub async fn log_in(&self, tenant: &Tenant, mini: &str) -> User {
+        let code = self
+            .sandbox
+            .state()
+            .issue_login_code(mini)
+            .expect("login code");
+        tenant.login(&code).await.expect("login")
+    }
+
     /// Logs `user` in to the mini-program and syncs the OA's followers.
     pub async fn learn(&self, user: &SeededUser) {
         let shop = self.shop();
@@ -108,12 +149,7 @@ impl World {
             .mini_openid
             .as_deref()
             .expect("user has a mini-program openid");
-        let code = self
-            .sandbox
-            .state()
-            .issue_login_code(mini)
-            .expect("login code");
-        shop.login(&code).await.expect("login");
+        self.log_in(&shop, mini).await;
         loop {
             if shop.sync_followers(false).await.expect("sync").done {
                 break;
@@ -128,6 +164,43 @@ impl World {
     pub fn mini_appid(&self) -> String {
         self.sandbox.state().mini_app().appid
     }
+
+    /// How many requests to `path` the sandbox has recorded.
+    pub fn requests_to(&self, path: &str) -> usize {
+        self.sandbox
+            .state()
+            .requests()
+            .iter()
+            .filter(|r| r.path == path)
+            .count()
+    }
+
+    /// Every key of `tenant` in `bucket`.
+    pub async fn keys(&self, tenant: &str, bucket: &str) -> Vec<String> {
+        let (keys, _) = self
+            .backend
+            .list_keys(&Scope::new(tenant, bucket), None, 1000)
+            .await
+            .expect("list keys");
+        keys
+    }
+}
+
+/// Calls `tenant`'s JSON API (its `wasi:http/incoming-handler`) with a JSON `body`; returns
+/// the status and the JSON answer.
+pub async fn call(tenant: &Tenant, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let request = http::Request::builder()
+        .method(method)
+        .uri(format!("http://wxnotify.local{path}"))
+        .header("content-type", "application/json")
+        .body(Bytes::from(body.to_owned()))
+        .expect("request");
+    let response = tenant.handle_http(request).await.expect("handled");
+    let status = response.status().as_u16();
+    (
+        status,
+        serde_json::from_slice(response.body()).expect("JSON answer"),
+    )
 }
 
 /// A SQLite backend on `dir/wxnotify.sqlite3`.

@@ -6,14 +6,7 @@ use std::process::{Command, Stdio};
 
 use wxnotify_sandbox::{Sandbox, SandboxConfig, SeedUser};
 
-fn wxnotify(dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_wxnotify"));
-    command
-        .current_dir(dir)
-        .env("WXNOTIFY_TENANTS", dir.join("wxnotify.toml"))
-        .env("WXNOTIFY_CACHE_DIR", dir.join("cache"));
-    command
-}
+use crate::wxnotify;
 
 fn write_tenants(dir: &Path, sandbox: &Sandbox) {
     let (mini, oa) = (sandbox.state().mini_app(), sandbox.state().oa_app());
@@ -35,6 +28,23 @@ fn with_secrets(command: &mut Command, sandbox: &Sandbox) {
     command
         .env("SHOP_MINI_SECRET", sandbox.state().mini_app().secret)
         .env("SHOP_OA_SECRET", sandbox.state().oa_app().secret);
+}
+
+/// `wxnotify --json send --to {to}` of a `TPL_ORDER_SHIPPED` template message, with the secrets.
+fn json_send(dir: &Path, sandbox: &Sandbox, to: &str) -> Command {
+    let mut command = wxnotify(dir);
+    with_secrets(&mut command, sandbox);
+    command.args([
+        "--json",
+        "send",
+        "--to",
+        to,
+        "--template",
+        "TPL_ORDER_SHIPPED",
+        "--data",
+        "thing1=hi",
+    ]);
+    command
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -71,10 +81,8 @@ async fn sync_followers_of_100_000_shows_progress_and_resumes_after_a_kill() {
     // Second run: resumes where the first stopped and finishes.
     let mut second = wxnotify(dir.path());
     with_secrets(&mut second, &sandbox);
-    let output = tokio::task::spawn_blocking(move || second.args(["sync-followers"]).output())
-        .await
-        .unwrap()
-        .unwrap();
+    second.args(["sync-followers"]);
+    let output = run(second).await;
     assert!(
         output.status.success(),
         "{}",
@@ -130,18 +138,11 @@ async fn exit_codes_tell_bad_input_from_refusals() {
     });
 
     // A mini-program openid nobody has told the component about: bad input (2), in JSON.
-    let mut unknown = wxnotify(dir.path());
-    with_secrets(&mut unknown, &sandbox);
-    unknown.args([
-        "--json",
-        "send",
-        "--to",
+    let unknown = json_send(
+        dir.path(),
+        &sandbox,
         &format!("mini:{}", user.mini_openid.clone().unwrap()),
-        "--template",
-        "TPL_ORDER_SHIPPED",
-        "--data",
-        "thing1=hi",
-    ]);
+    );
     let output = run(unknown).await;
     assert_eq!(
         output.status.code(),
@@ -153,18 +154,11 @@ async fn exit_codes_tell_bad_input_from_refusals() {
     assert_eq!(error["error"]["kind"], "not_found");
 
     // The OA refuses a non-follower: a refusal (3), with WeChat's errcode.
-    let mut refused = wxnotify(dir.path());
-    with_secrets(&mut refused, &sandbox);
-    refused.args([
-        "--json",
-        "send",
-        "--to",
+    let refused = json_send(
+        dir.path(),
+        &sandbox,
         &format!("oa:{}", user.oa_openid.clone().unwrap()),
-        "--template",
-        "TPL_ORDER_SHIPPED",
-        "--data",
-        "thing1=hi",
-    ]);
+    );
     let output = run(refused).await;
     assert_eq!(
         output.status.code(),

@@ -10,6 +10,35 @@ mod serve;
 // `wxnotify serve`'s HTTP API: submission, status, auth, callbacks, operations.
 mod serve_api;
 
+use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
+
+/// The `wxnotify` binary, run in `dir` on the tenants file `dir/wxnotify.toml`.
+fn wxnotify(dir: &std::path::Path) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_wxnotify"));
+    command
+        .current_dir(dir)
+        .env("WXNOTIFY_TENANTS", dir.join("wxnotify.toml"))
+        .env("WXNOTIFY_CACHE_DIR", dir.join("cache"));
+    command
+}
+
+/// Runs `probe` every `every` until it answers `Break`; once `limit` has passed, a `Continue`
+/// fails the test with the message it carries.
+async fn poll<T, F>(limit: Duration, every: Duration, mut probe: impl FnMut() -> F) -> T
+where
+    F: Future<Output = ControlFlow<T, String>>,
+{
+    let started = Instant::now();
+    loop {
+        match probe().await {
+            ControlFlow::Break(value) => return value,
+            ControlFlow::Continue(why) => assert!(started.elapsed() < limit, "{why}"),
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// Starts `wxnotify serve --bind 127.0.0.1:0` in `dir` (which holds `wxnotify.toml`) with
 /// `env` and `args`; returns the process and the `IP:PORT` it listens on.
 fn start_serve(
@@ -18,10 +47,7 @@ fn start_serve(
     args: &[&str],
 ) -> (std::process::Child, String) {
     use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wxnotify"))
-        .current_dir(dir)
-        .env("WXNOTIFY_TENANTS", dir.join("wxnotify.toml"))
-        .env("WXNOTIFY_CACHE_DIR", dir.join("cache"))
+    let mut child = wxnotify(dir)
         .envs(env.iter().copied())
         .args(["serve", "--bind", "127.0.0.1:0"])
         .args(args)

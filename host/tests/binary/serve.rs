@@ -3,6 +3,7 @@
 //! none twice.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -102,6 +103,11 @@ async fn request(addr: &str, method: &str, path: &str, body: Option<&Value>) -> 
     )
 }
 
+/// The status of notification `id` of `shop`: HTTP status and JSON body.
+async fn status_of(addr: &str, id: &str) -> (u16, Value) {
+    request(addr, "GET", &format!("/v1/shop/notifications/{id}"), None).await
+}
+
 /// Submits `keys.len()` template messages to `oa`, in batches of 500, one idempotency key each.
 async fn submit(addr: &str, oa: &str, keys: &[String]) -> Vec<String> {
     let mut ids = Vec::new();
@@ -137,11 +143,17 @@ async fn submit(addr: &str, oa: &str, keys: &[String]) -> Vec<String> {
 
 /// Waits (bounded) until `done` holds.
 async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < limit, "gave up waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::poll(limit, Duration::from_millis(50), || {
+        let done = done();
+        async move {
+            if done {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(format!("gave up waiting for {what}"))
+            }
+        }
+    })
+    .await
 }
 
 /// How many template/send requests and deliveries the sandbox saw per client_msg_id.
@@ -211,13 +223,7 @@ async fn a_server_killed_mid_delivery_loses_nothing_and_sends_nothing_twice() {
         "only sends in flight at the kill were repeated: {resent}"
     );
     for id in [&ids[0], &ids[2_500], &ids[4_999]] {
-        let (status, state) = request(
-            &second.addr,
-            "GET",
-            &format!("/v1/shop/notifications/{id}"),
-            None,
-        )
-        .await;
+        let (status, state) = status_of(&second.addr, id).await;
         assert_eq!(
             (status, state["state"].as_str()),
             (200, Some("delivered")),
@@ -317,25 +323,20 @@ async fn a_faulty_wechat_delays_but_never_loses_and_refusals_are_not_retried() {
     // The refusals were queued last and may still be backing off from a -1: wait for each to
     // end rather than assume it already has.
     let started = Instant::now();
+    let addr = server.addr.as_str();
     for id in &refused_ids {
-        loop {
-            let (_, status) = request(
-                &server.addr,
-                "GET",
-                &format!("/v1/shop/notifications/{id}"),
-                None,
-            )
-            .await;
+        // One 120 s budget for all of them.
+        let left = Duration::from_secs(120).saturating_sub(started.elapsed());
+        let status = crate::poll(left, Duration::from_millis(100), move || async move {
+            let (_, status) = status_of(addr, id).await;
             if status["state"] != "queued" && status["state"] != "in_flight" {
-                assert_eq!(status["state"], "failed", "{status}");
-                break;
+                ControlFlow::Break(status)
+            } else {
+                ControlFlow::Continue(format!("gave up waiting for the refusal to end: {status}"))
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(120),
-                "gave up waiting for the refusal to end: {status}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await;
+        assert_eq!(status["state"], "failed", "{status}");
     }
     // A -1 before the refusal may be retried; the refusal itself never is.
     let mut refusals: HashMap<String, usize> = HashMap::new();
@@ -359,12 +360,6 @@ async fn a_faulty_wechat_delays_but_never_loses_and_refusals_are_not_retried() {
         "a 43004 was retried: {refusals:?}"
     );
     assert!(refused_keys.iter().all(|key| !delivered.contains_key(key)));
-    let (_, status) = request(
-        &server.addr,
-        "GET",
-        &format!("/v1/shop/notifications/{}", ids[0]),
-        None,
-    )
-    .await;
+    let (_, status) = status_of(&server.addr, &ids[0]).await;
     assert_eq!(status["state"], "delivered");
 }

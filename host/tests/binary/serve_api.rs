@@ -1,9 +1,10 @@
 //! `wxnotify serve` as a backend and WeChat see it: the binary, a tenants file on disk, the
 //! in-process WeChat API sandbox.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -105,22 +106,31 @@ impl Served {
         .await
     }
 
+    /// Submits one notification for `shop`, which must be accepted; returns its id.
+    async fn submit(&self, notification: &Value) -> String {
+        let accepted = self.post_json("/v1/shop/notifications", notification).await;
+        assert_eq!(accepted.status, 202, "{}", accepted.text());
+        accepted.json()["id"].as_str().unwrap().to_owned()
+    }
+
     /// Polls the notification until it is final.
     async fn wait_final(&self, id: &str) -> Value {
-        let started = Instant::now();
-        loop {
-            let answer = self.get(&format!("/v1/shop/notifications/{id}")).await;
-            assert_eq!(answer.status, 200, "{}", answer.text());
-            let status = answer.json();
-            if matches!(status["state"].as_str(), Some("delivered" | "failed")) {
-                return status;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "still not final: {status}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let path = &format!("/v1/shop/notifications/{id}");
+        crate::poll(
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+            move || async move {
+                let answer = self.get(path).await;
+                assert_eq!(answer.status, 200, "{}", answer.text());
+                let status = answer.json();
+                if matches!(status["state"].as_str(), Some("delivered" | "failed")) {
+                    ControlFlow::Break(status)
+                } else {
+                    ControlFlow::Continue(format!("still not final: {status}"))
+                }
+            },
+        )
+        .await
     }
 }
 
@@ -292,15 +302,9 @@ async fn refusals_fail_at_once_and_the_daily_quota_waits() {
     let served = serve(&sandbox, "", &[]).await;
 
     let refused = served
-        .post_json(
-            "/v1/shop/notifications",
-            &shipped(stranger.oa_openid.as_deref().unwrap(), None),
-        )
+        .submit(&shipped(stranger.oa_openid.as_deref().unwrap(), None))
         .await;
-    assert_eq!(refused.status, 202, "{}", refused.text());
-    let status = served
-        .wait_final(refused.json()["id"].as_str().unwrap())
-        .await;
+    let status = served.wait_final(&refused).await;
     assert_eq!(status["state"], "failed", "{status}");
     assert_eq!(status["attempts"], 1, "never retried: {status}");
     assert_eq!(status["wechat_status"], Value::Null);
@@ -318,26 +322,23 @@ async fn refusals_fail_at_once_and_the_daily_quota_waits() {
         times: None,
         probability: 1.0,
     });
-    let quota = served
-        .post_json(
-            "/v1/shop/notifications",
-            &shipped(follower.oa_openid.as_deref().unwrap(), None),
-        )
+    let id = served
+        .submit(&shipped(follower.oa_openid.as_deref().unwrap(), None))
         .await;
-    assert_eq!(quota.status, 202, "{}", quota.text());
-    let id = quota.json()["id"].as_str().unwrap().to_owned();
-    let started = Instant::now();
-    let status = loop {
-        let status = served
-            .get(&format!("/v1/shop/notifications/{id}"))
-            .await
-            .json();
-        if status["state"] == "queued" && status["attempts"] == 1 {
-            break status;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "{status}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (served, path) = (&served, &format!("/v1/shop/notifications/{id}"));
+    let status = crate::poll(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        move || async move {
+            let status = served.get(path).await.json();
+            if status["state"] == "queued" && status["attempts"] == 1 {
+                ControlFlow::Break(status)
+            } else {
+                ControlFlow::Continue(format!("{status}"))
+            }
+        },
+    )
+    .await;
     assert_eq!(status["detail"]["error"]["errcode"], 45009, "{status}");
     assert_eq!(
         status["error"]["kind"], "quota",
@@ -374,15 +375,9 @@ async fn a_notification_that_keeps_failing_ends_when_its_retry_window_closes() {
     ));
     let served = serve(&sandbox, "", &["--retry-for", "3s"]).await;
     let accepted = served
-        .post_json(
-            "/v1/shop/notifications",
-            &shipped(follower.oa_openid.as_deref().unwrap(), None),
-        )
+        .submit(&shipped(follower.oa_openid.as_deref().unwrap(), None))
         .await;
-    assert_eq!(accepted.status, 202, "{}", accepted.text());
-    let status = served
-        .wait_final(accepted.json()["id"].as_str().unwrap())
-        .await;
+    let status = served.wait_final(&accepted).await;
     assert_eq!(status["state"], "failed", "{status}");
     let detail = status["error"]["message"].as_str().unwrap_or_default();
     assert!(
@@ -586,17 +581,21 @@ async fn forwards_wechat_callbacks_and_serves_operations() {
             .unwrap()
             .success()
     );
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = served.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "still running after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let child = &mut served.child;
+    let status = crate::poll(
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        move || {
+            let exited = child.try_wait().unwrap();
+            async move {
+                match exited {
+                    Some(status) => ControlFlow::Break(status),
+                    None => ControlFlow::Continue("still running after SIGTERM".to_owned()),
+                }
+            }
+        },
+    )
+    .await;
     assert_eq!(status.code(), Some(0));
     sandbox.shutdown().await;
 }
