@@ -55,7 +55,7 @@ pub use config::{
 pub use error::SandboxError;
 pub use faults::{Fault, FaultAction};
 pub use record::{
-    DeliveredSubscribeMessage, DeliveredTemplateMessage, DisplayedValue, RecordedRequest,
+    DeliveredSubscribeMessage, DeliveredTemplateMessage, DisplayedValue, Framing, RecordedRequest,
     RobotMessage, Stats, TokenFetches,
 };
 pub use state::{ROBOT_MESSAGES_PER_MINUTE, SandboxState};

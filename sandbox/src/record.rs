@@ -20,6 +20,8 @@ pub struct RecordedRequest {
     /// The body: parsed JSON, or the raw text as a JSON string when it is not JSON; `None` when
     /// empty.
     pub body: Option<serde_json::Value>,
+    /// How the request delimited its body on the wire.
+    pub framing: Framing,
     /// `errcode` of the answer; 0 when the answer has none (success without errcode, a plain 404,
     /// or a dropped connection — see `status`).
     pub errcode: i64,
@@ -30,6 +32,54 @@ pub struct RecordedRequest {
     /// When the call arrived, on the sandbox clock (serialised as Unix milliseconds).
     #[serde(serialize_with = "unix_millis")]
     pub at: SystemTime,
+}
+
+/// How a request delimited its body: the headers it came with.
+///
+/// Every peer SDK sends a known body with `Content-Length`; a front end that reads bodies by
+/// `Content-Length` alone sees a chunked one as empty (and WeChat answers `47001`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Framing {
+    /// `Content-Length: N`.
+    ContentLength(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Neither header: no body (a GET).
+    None,
+}
+
+impl Framing {
+    /// The framing declared by `headers`. `Transfer-Encoding` wins, as in HTTP/1.1 (RFC 9112 §6.3).
+    pub fn of(headers: &http::HeaderMap) -> Framing {
+        let chunked = headers
+            .get_all(http::header::TRANSFER_ENCODING)
+            .iter()
+            .any(|value| {
+                value
+                    .to_str()
+                    .is_ok_and(|v| v.to_ascii_lowercase().contains("chunked"))
+            });
+        if chunked {
+            return Framing::Chunked;
+        }
+        headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok()?.trim().parse().ok())
+            .map_or(Framing::None, Framing::ContentLength)
+    }
+}
+
+impl RecordedRequest {
+    /// Whether the request was framed the way every peer SDK frames it: a body with
+    /// `Content-Length` (the server checks that the length is exact), never chunked.
+    pub fn framed_like_peers(&self) -> bool {
+        match self.framing {
+            Framing::ContentLength(_) => true,
+            Framing::Chunked => false,
+            Framing::None => self.body.is_none(),
+        }
+    }
 }
 
 /// A value as the recipient sees it.
@@ -129,6 +179,9 @@ pub struct Stats {
     pub token_fetches: BTreeMap<String, TokenFetches>,
     /// WeChat API calls received.
     pub requests: u64,
+    /// Calls whose body was not framed the way every peer SDK frames it
+    /// ([`RecordedRequest::framed_like_peers`]).
+    pub unframed_requests: u64,
     /// Template messages delivered (de-duplicated retries not counted).
     pub template_messages: u64,
     /// Subscribe messages delivered.

@@ -374,6 +374,34 @@ impl SandboxState {
         self.world().requests.to_vec()
     }
 
+    /// What was wrong with the framing of the calls received so far, or `None` when each came
+    /// as every peer SDK sends it ([`RecordedRequest::framed_like_peers`]: a body with
+    /// `Content-Length`, never chunked). Counted since the start, so calls forgotten by
+    /// [`Self::clear_requests`] are not missed.
+    pub fn framing_problem(&self) -> Option<String> {
+        let world = self.world();
+        let unframed = world.stats.unframed_requests;
+        if unframed == 0 {
+            return None;
+        }
+        let still_recorded: Vec<String> = world
+            .requests
+            .to_vec()
+            .into_iter()
+            .filter(|request| !request.framed_like_peers())
+            .map(|request| {
+                format!(
+                    "{} {} ({:?})",
+                    request.method, request.path, request.framing
+                )
+            })
+            .collect();
+        Some(format!(
+            "{unframed} request(s) without Content-Length framing; of those still recorded: \
+             {still_recorded:?}"
+        ))
+    }
+
     /// Forgets the recorded calls (counters in [`Self::stats`] are kept).
     pub fn clear_requests(&self) {
         self.world().requests.clear();
@@ -468,6 +496,9 @@ impl SandboxState {
     pub(crate) fn record(&self, request: RecordedRequest) {
         let mut world = self.world();
         world.stats.requests += 1;
+        if !request.framed_like_peers() {
+            world.stats.unframed_requests += 1;
+        }
         let fetch_kind = match request.path.as_str() {
             CGI_TOKEN => Some(false),
             CGI_STABLE_TOKEN => Some(true),

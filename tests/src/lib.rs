@@ -186,6 +186,20 @@ impl World {
     }
 }
 
+impl Drop for World {
+    /// Every end-to-end test checks the wire too: each request that reached the sandbox was
+    /// framed the way every peer SDK frames it (a body with `Content-Length`, never chunked;
+    /// `docs/wechat-api.md` §9), since a front end that reads bodies by length alone sees a
+    /// chunked one as empty and answers `47001`.
+    fn drop(&mut self) {
+        if !std::thread::panicking()
+            && let Some(problem) = self.sandbox.state().framing_problem()
+        {
+            panic!("{problem}");
+        }
+    }
+}
+
 /// Calls `tenant`'s JSON API (its `wasi:http/incoming-handler`) with a JSON `body`; returns
 /// the status and the JSON answer.
 pub async fn call(tenant: &Tenant, method: &str, path: &str, body: &str) -> (u16, Value) {

@@ -49,7 +49,7 @@ fn json_send(dir: &Path, sandbox: &Sandbox, to: &str) -> Command {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sync_followers_of_100_000_shows_progress_and_resumes_after_a_kill() {
-    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let sandbox = crate::sandbox(SandboxConfig::default()).await;
     let followers = sandbox.state().add_followers(100_000);
     let dir = tempfile::tempdir().unwrap();
     write_tenants(dir.path(), &sandbox);
@@ -128,7 +128,7 @@ async fn run(mut command: Command) -> std::process::Output {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn exit_codes_tell_bad_input_from_refusals() {
-    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let sandbox = crate::sandbox(SandboxConfig::default()).await;
     let dir = tempfile::tempdir().unwrap();
     write_tenants(dir.path(), &sandbox);
     let user = sandbox.state().add_user(SeedUser {

@@ -10,8 +10,39 @@ mod serve;
 // `wxnotify serve`'s HTTP API: submission, status, auth, callbacks, operations.
 mod serve_api;
 
-use std::ops::ControlFlow;
+use std::ops::{ControlFlow, Deref};
 use std::time::{Duration, Instant};
+
+/// A sandbox whose wire is checked when the test ends: every request it received came framed
+/// with `Content-Length`, as every peer SDK sends it (the end-to-end suite checks the same).
+struct CheckedSandbox(wxnotify_sandbox::Sandbox);
+
+impl Deref for CheckedSandbox {
+    type Target = wxnotify_sandbox::Sandbox;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl Drop for CheckedSandbox {
+    fn drop(&mut self) {
+        if !std::thread::panicking()
+            && let Some(problem) = self.0.state().framing_problem()
+        {
+            panic!("{problem}");
+        }
+    }
+}
+
+/// Starts a sandbox on 127.0.0.1.
+async fn sandbox(config: wxnotify_sandbox::SandboxConfig) -> CheckedSandbox {
+    CheckedSandbox(
+        wxnotify_sandbox::Sandbox::start(config)
+            .await
+            .expect("sandbox starts"),
+    )
+}
 
 /// The `wxnotify` binary, run in `dir` on the tenants file `dir/wxnotify.toml`.
 fn wxnotify(dir: &std::path::Path) -> std::process::Command {

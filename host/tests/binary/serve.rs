@@ -34,12 +34,12 @@ fn write_tenants(dir: &Path, sandbox: &Sandbox, storage: &str) {
 }
 
 /// A sandbox that records every request of a 5 000-notification run.
-async fn big_sandbox() -> Sandbox {
+async fn big_sandbox() -> crate::CheckedSandbox {
     let config = SandboxConfig {
         record_limit: 1_000_000,
         ..SandboxConfig::default()
     };
-    Sandbox::start(config).await.unwrap()
+    crate::sandbox(config).await
 }
 
 /// The OA openid of a new user who does or does not follow the OA.

@@ -197,7 +197,7 @@ fn shipped(oa_openid: &str, key: Option<&str>) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn submits_one_and_a_batch_and_they_are_delivered() {
-    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let sandbox = crate::sandbox(SandboxConfig::default()).await;
     let user = sandbox.state().add_user(SeedUser::follower());
     let oa = user.oa_openid.unwrap();
     let served = serve(&sandbox, "", &[]).await;
@@ -291,7 +291,7 @@ async fn submits_one_and_a_batch_and_they_are_delivered() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn refusals_fail_at_once_and_the_daily_quota_waits() {
-    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let sandbox = crate::sandbox(SandboxConfig::default()).await;
     // Known to the OA but not following it: WeChat refuses template messages (43004).
     let stranger = sandbox.state().add_user(SeedUser {
         follows_oa: false,
@@ -366,7 +366,7 @@ async fn refusals_fail_at_once_and_the_daily_quota_waits() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_notification_that_keeps_failing_ends_when_its_retry_window_closes() {
-    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let sandbox = crate::sandbox(SandboxConfig::default()).await;
     let follower = sandbox.state().add_user(SeedUser::follower());
     sandbox.state().inject(Fault::errcode(
         "/cgi-bin/message/template/send",
@@ -394,7 +394,7 @@ async fn a_notification_that_keeps_failing_ends_when_its_retry_window_closes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tenants_send_rate_spaces_its_sends() {
-    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let sandbox = crate::sandbox(SandboxConfig::default()).await;
     let follower = sandbox.state().add_user(SeedUser::follower());
     let oa = follower.oa_openid.unwrap();
     let served = serve(&sandbox, "[tenants.shop.limits]\nsends_per_second = 3", &[]).await;
@@ -428,7 +428,7 @@ async fn a_tenants_send_rate_spaces_its_sends() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn refuses_what_it_should() {
-    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let sandbox = crate::sandbox(SandboxConfig::default()).await;
     let served = serve(&sandbox, "", &[]).await;
     let body = shipped("oOA0000000000000000000000001", None);
 
@@ -509,7 +509,7 @@ async fn refuses_what_it_should() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn forwards_wechat_callbacks_and_serves_operations() {
-    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let sandbox = crate::sandbox(SandboxConfig::default()).await;
     let served = serve(&sandbox, "", &[]).await;
 
     // §5.1: URL verification, no API key (WeChat signs instead).

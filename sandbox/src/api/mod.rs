@@ -27,7 +27,7 @@ use crate::config::{
 };
 use crate::error::ApiError;
 use crate::faults::FaultAction;
-use crate::record::RecordedRequest;
+use crate::record::{Framing, RecordedRequest};
 use crate::state::SandboxState;
 
 /// Largest request body accepted; WeChat's own bodies are a few kilobytes.
@@ -115,6 +115,7 @@ async fn observe(State(state): State<SandboxState>, request: Request, next: Next
         *key = "***".to_owned();
     }
     let method = parts.method.to_string();
+    let framing = Framing::of(&parts.headers);
     let (bytes, body_error) = match to_bytes(body, MAX_BODY).await {
         Ok(bytes) => (bytes, false),
         Err(_) => (Bytes::new(), true),
@@ -124,6 +125,7 @@ async fn observe(State(state): State<SandboxState>, request: Request, next: Next
         path: path.clone(),
         query,
         body: recorded_body(&bytes),
+        framing,
         errcode: 0,
         status: None,
         faults: Vec::new(),

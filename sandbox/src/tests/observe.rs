@@ -227,3 +227,62 @@ async fn shutdown_is_prompt_idempotent_and_final() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn each_request_records_how_its_body_was_framed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use crate::Framing;
+
+    let client = Client::new().await;
+    let app = client.sandbox.oa_app();
+    let body = json!({"grant_type": "client_credential", "appid": app.appid, "secret": app.secret})
+        .to_string();
+    client
+        .call(Method::POST, "/cgi-bin/stable_token", Some(&body))
+        .await;
+    // The same body again, chunked, written by hand: hyper's client frames a known body
+    // with Content-Length.
+    let address = client.sandbox.addr();
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!(
+        "POST /cgi-bin/stable_token HTTP/1.1\r\nhost: {address}\r\n\
+         content-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n\
+         {:x}\r\n{body}\r\n0\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let recorded = client.sandbox.requests();
+    let framings: Vec<(&str, Framing, bool)> = recorded
+        .iter()
+        .map(|r| (r.method.as_str(), r.framing, r.framed_like_peers()))
+        .collect();
+    assert_eq!(
+        framings,
+        [
+            ("POST", Framing::ContentLength(body.len() as u64), true),
+            ("POST", Framing::Chunked, false),
+        ]
+    );
+    assert_eq!(recorded[1].body, Some(serde_json::from_str(&body).unwrap()));
+    assert_eq!(client.sandbox.stats().unframed_requests, 1);
+    client.sandbox.clear_requests();
+    let problem = client
+        .sandbox
+        .framing_problem()
+        .expect("counted past the clear");
+    assert!(problem.starts_with("1 request(s) without"), "{problem}");
+
+    client.get("/cgi-bin/user/get?access_token=x").await;
+    let get = client.sandbox.requests().pop().unwrap();
+    assert_eq!(
+        (get.framing, get.framed_like_peers()),
+        (Framing::None, true)
+    );
+    let serialised = serde_json::to_value(&recorded[0]).unwrap();
+    assert_eq!(serialised["framing"], json!({"content-length": body.len()}));
+}
