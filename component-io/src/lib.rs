@@ -134,10 +134,18 @@ impl From<&str> for Failure {
 pub fn send(request: &Request<'_>) -> Result<Response, Failure> {
     let (scheme, authority, path) = split_url(request.url)?;
     let headers = Fields::new();
-    if request.json.is_some() {
-        headers
-            .append("content-type", b"application/json; charset=utf-8")
-            .map_err(|e| format!("header: {e:?}"))?;
+    if let Some(json) = request.json {
+        // With its length declared the body is sent as every peer SDK sends it; without, the
+        // host would chunk it, and a front end that reads bodies by length sees none (47001).
+        let length = json.len().to_string();
+        for (name, value) in [
+            ("content-type", &b"application/json; charset=utf-8"[..]),
+            ("content-length", length.as_bytes()),
+        ] {
+            headers
+                .append(name, value)
+                .map_err(|e| format!("header {name}: {e:?}"))?;
+        }
     }
     let outgoing = OutgoingRequest::new(headers);
     let method = match request.method {
@@ -314,6 +322,7 @@ fn read_stream(stream: &InputStream, limit: usize) -> Result<Vec<u8>, BodyError>
 pub fn respond(out: ResponseOutparam, status: u16, content_type: &str, bytes: &[u8]) {
     let headers = Fields::new();
     let _ = headers.append("content-type", content_type.as_bytes());
+    let _ = headers.append("content-length", bytes.len().to_string().as_bytes());
     let response = OutgoingResponse::new(headers);
     let _ = response.set_status_code(status);
     let Ok(outgoing) = response.body() else {
