@@ -75,6 +75,7 @@ mod runtime;
 pub mod serve;
 pub mod storage;
 pub mod tenant;
+mod unclassified;
 pub mod wasi_config;
 pub mod wasi_http;
 pub mod wasi_keyvalue;

@@ -7,13 +7,18 @@ use crate::runtime::Tenant;
 impl Tenant {
     /// Sends `notification` through the first of its channels that delivers.
     pub async fn send_notification(&self, notification: &Notification) -> Result<Delivery, Error> {
-        self.run(async |store, notify| {
-            notify
-                .wechat_notify_notifier()
-                .call_send_notification(store, notification)
-                .await
-        })
-        .await
+        let delivery = self
+            .run(async |store, notify| {
+                notify
+                    .wechat_notify_notifier()
+                    .call_send_notification(store, notification)
+                    .await
+            })
+            .await?;
+        for failure in &delivery.failures {
+            crate::unclassified::note_error(self.id(), &failure.error);
+        }
+        Ok(delivery)
     }
 
     /// Every identity known for `recipient`.

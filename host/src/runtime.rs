@@ -427,10 +427,13 @@ impl Tenant {
             }
             match outcome {
                 Ok(Ok(value)) => Ok(value),
-                Ok(Err(error)) => Err(Error::Notify {
-                    tenant: self.id.to_string(),
-                    error,
-                }),
+                Ok(Err(error)) => {
+                    crate::unclassified::note_error(&self.id, &error);
+                    Err(Error::Notify {
+                        tenant: self.id.to_string(),
+                        error,
+                    })
+                }
                 Err(_) if store.data().limiter.refused => Err(Error::MemoryLimit {
                     tenant: self.id.to_string(),
                     limit_bytes: self.limits.memory_bytes,

@@ -347,3 +347,88 @@ async fn a_send_quota_is_final_for_this_call_and_says_so() {
         "quota is not retried within the call"
     );
 }
+
+#[tokio::test]
+async fn a_concurrent_send_to_the_same_user_is_retried_shortly() {
+    let world = World::in_memory().await;
+    let bob = user(&world, false).await;
+    world
+        .sandbox
+        .state()
+        .inject(Fault::errcode(SUBSCRIBE_SEND, 43108, "concurrent send to the same user").times(1));
+    let delivery = world
+        .shop()
+        .send_notification(&to(&bob, vec![subscribe(STATUS)]))
+        .await
+        .unwrap();
+    assert_eq!(delivery.channel, Channel::SubscribeMessage);
+    assert_eq!(delivery.attempts, 2, "one 43108, then the retry delivered");
+    assert_eq!(
+        world.sandbox.state().delivered_subscribe_messages().len(),
+        1
+    );
+
+    // Still concurrent after the bounded retries: unavailable, so the outbox tries again later.
+    world.sandbox.state().clear_requests();
+    world.sandbox.state().inject(Fault::errcode(
+        SUBSCRIBE_SEND,
+        43108,
+        "concurrent send to the same user",
+    ));
+    let error = world
+        .shop()
+        .send_notification(&to(&bob, vec![subscribe(STATUS)]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::Notify { error: NotifyError::Unavailable(m), .. } if m.contains("43108")),
+        "{error}"
+    );
+    assert_eq!(world.requests_to(SUBSCRIBE_SEND), 3, "bounded, as for -1");
+}
+
+#[tokio::test]
+async fn todays_subscribe_errors_are_final_and_cost_one_call() {
+    let world = World::in_memory().await;
+    let bob = user(&world, false).await;
+    let state = world.sandbox.state();
+    type Expected = fn(&NotifyError) -> bool;
+    let cases: [(i64, &str, Expected); 3] = [
+        (
+            43107,
+            "subscribe message capability banned",
+            |e| matches!(e, NotifyError::Auth(api) if api.errcode == 43107),
+        ),
+        (
+            45168,
+            "content hit sensitive word, data.thing1.value",
+            // WeChat's text is kept whole: it names the field.
+            |e| matches!(e, NotifyError::Rejected(api) if api.errcode == 45168 && api.errmsg.contains("data.thing1.value")),
+        ),
+        (
+            40165,
+            "invalid weapp pagepath",
+            |e| matches!(e, NotifyError::Rejected(api) if api.errcode == 40165),
+        ),
+    ];
+    for (errcode, errmsg, expected) in cases {
+        state.clear_faults();
+        state.clear_requests();
+        state.inject(Fault::errcode(SUBSCRIBE_SEND, errcode, errmsg));
+        let error = world
+            .shop()
+            .send_notification(&to(&bob, vec![subscribe(STATUS)]))
+            .await
+            .unwrap_err();
+        match &error {
+            Error::Notify { error, .. } => assert!(expected(error), "{errcode}: {error:?}"),
+            other => panic!("{errcode}: {other}"),
+        }
+        assert_eq!(
+            world.requests_to(SUBSCRIBE_SEND),
+            1,
+            "{errcode}: not retried"
+        );
+    }
+    assert!(state.delivered_subscribe_messages().is_empty());
+}

@@ -9,7 +9,8 @@ use super::error::{ApiError, Error};
 pub enum ErrcodeClass {
     /// The access token used is stale, expired or malformed: refresh and retry once.
     TokenInvalid,
-    /// The platform was busy: retry with backoff.
+    /// The platform was busy, or is still handling another send to the same user: retry
+    /// shortly, with backoff.
     Busy,
     Refused,
     Rejected,
@@ -18,21 +19,26 @@ pub enum ErrcodeClass {
     Other,
 }
 
-/// Classifies a non-zero errcode (see wechat-api.md §1.3, §2.1, §4).
+/// WeChat's answer to a second send to a user while the first is still being handled.
+pub const CONCURRENT_SEND: i32 = 43108;
+
+/// Classifies a non-zero errcode (see wechat-api.md §1.3, §2.1, §4, §6 and §9).
 pub fn classify(errcode: i32) -> ErrcodeClass {
     match errcode {
         40001 | 40014 | 42001 => ErrcodeClass::TokenInvalid,
-        -1 => ErrcodeClass::Busy,
-        // The user declined: no authorisation left, not following, blacklisted, login blocked.
-        43101 | 43004 | 43019 | 40226 => ErrcodeClass::Refused,
-        // The request itself is wrong: openid, template, data, page, retired API, login code.
-        40003 | 40029 | 40032 | 40036 | 40037 | 40163 | 41030 | 45103 | 45109 | 47001 | 47003 => {
-            ErrcodeClass::Rejected
-        }
-        45009 | 45011 => ErrcodeClass::Quota,
-        // Credentials, whitelist and account state: only a configuration change helps.
-        40002 | 40013 | 40125 | 40164 | 40243 | 41002 | 41004 | 48001 | 50004 | 50007 | 61004
-        | 89501 | 89503 | 89506 | 89507 => ErrcodeClass::Auth,
+        -1 | CONCURRENT_SEND => ErrcodeClass::Busy,
+        // The user declined: no authorisation left, not following, blacklisted, login blocked,
+        // outside the customer-service reply window.
+        43101 | 43004 | 43019 | 40226 | 45015 => ErrcodeClass::Refused,
+        // The request itself is wrong: openid, template, data, page, retired API, login code,
+        // sensitive words in the content, a quota query's path.
+        40003 | 40029 | 40032 | 40036 | 40037 | 40163 | 40165 | 41030 | 45103 | 45109 | 45168
+        | 47001 | 47003 | 76003 | 76021 | 76022 => ErrcodeClass::Rejected,
+        45009 | 45011 | 45047 | 48006 => ErrcodeClass::Quota,
+        // Credentials, whitelist and account state (a frozen account, a banned capability):
+        // only a configuration change helps.
+        40002 | 40013 | 40125 | 40164 | 40243 | 41002 | 41004 | 43107 | 48001 | 50004 | 50007
+        | 61004 | 89501 | 89503 | 89506 | 89507 => ErrcodeClass::Auth,
         _ => ErrcodeClass::Other,
     }
 }
@@ -45,6 +51,9 @@ pub fn error_for(api: ApiError) -> Error {
         ErrcodeClass::Quota => Error::Quota(api),
         // A token still invalid after the one permitted refresh is a credentials problem.
         ErrcodeClass::TokenInvalid | ErrcodeClass::Auth => Error::Auth(api),
+        ErrcodeClass::Busy if api.errcode == CONCURRENT_SEND => Error::Unavailable(format!(
+            "WeChat is still handling another send to this user (send to one user one at a time): {api}"
+        )),
         ErrcodeClass::Busy => Error::Unavailable(format!("WeChat is busy: {api}")),
         ErrcodeClass::Other => Error::Api(api),
     }
@@ -144,6 +153,81 @@ mod tests {
                 errmsg: "x".into(),
             });
             assert!(matches!(err, Error::Quota(_)) && err.is_retryable());
+        }
+    }
+
+    fn class_of(errcode: i32) -> Error {
+        error_for(ApiError {
+            errcode,
+            errmsg: "x".into(),
+        })
+    }
+
+    #[test]
+    fn a_banned_capability_is_a_configuration_problem() {
+        // 43107: the account's subscribe-message capability is banned.
+        let err = class_of(43107);
+        assert!(
+            matches!(err, Error::Auth(ref api) if api.errcode == 43107),
+            "{err:?}"
+        );
+        assert!(!err.is_retryable());
+    }
+
+    #[test]
+    fn a_concurrent_send_to_one_user_is_retried_shortly() {
+        assert_eq!(classify(43108), ErrcodeClass::Busy);
+        let err = class_of(43108);
+        assert!(err.is_retryable(), "{err:?}");
+        assert!(
+            matches!(err, Error::Unavailable(ref m) if m.contains("one user one at a time") && m.contains("43108")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn sensitive_words_are_final_and_keep_wechats_field() {
+        let errmsg = "content hit sensitive word, data.thing1.value rid: 6650c4f1-2d1e";
+        let err = error_for(ApiError {
+            errcode: 45168,
+            errmsg: errmsg.into(),
+        });
+        assert_eq!(
+            err,
+            Error::Rejected(ApiError {
+                errcode: 45168,
+                errmsg: errmsg.into()
+            })
+        );
+        assert!(!err.is_retryable());
+        assert!(err.to_string().contains("data.thing1.value"), "{err}");
+    }
+
+    #[test]
+    fn an_invalid_page_path_is_a_wrong_request() {
+        for code in [40165, 41030] {
+            let err = class_of(code);
+            assert!(matches!(err, Error::Rejected(_)), "{code}: {err:?}");
+            assert!(!err.is_retryable());
+        }
+    }
+
+    #[test]
+    fn every_other_documented_errcode_has_a_class() {
+        // wechat-api.md's remaining tables: quota queries and resets, customer-service limits.
+        for (code, class) in [
+            (76003, ErrcodeClass::Rejected),
+            (76021, ErrcodeClass::Rejected),
+            (76022, ErrcodeClass::Rejected),
+            (48006, ErrcodeClass::Quota),
+            (45047, ErrcodeClass::Quota),
+            (45015, ErrcodeClass::Refused),
+            (40163, ErrcodeClass::Rejected),
+            (40226, ErrcodeClass::Refused),
+            (61004, ErrcodeClass::Auth),
+            (89506, ErrcodeClass::Auth),
+        ] {
+            assert_eq!(classify(code), class, "{code}");
         }
     }
 

@@ -304,6 +304,9 @@ async fn process(state: &AppState, message: Claimed, stop: &mut watch::Receiver<
         .expect("a valid request");
     let started = Instant::now();
     let result = tenant.handle_http(request).await;
+    if let Ok(answer) = &result {
+        crate::unclassified::note_answer(&message.tenant, answer.body());
+    }
     state
         .metrics
         .send_duration
