@@ -21,6 +21,8 @@ const BACKOFF_BASE_MS: u64 = 100;
 const TOKEN_WAIT_MS: u64 = 30_000;
 /// How often a waiting caller looks for the refreshed token.
 const TOKEN_POLL_MS: u64 = 40;
+/// What WeChat answers a subscribe message the user has not authorised.
+const SUBSCRIPTION_REFUSED: i32 = 43101;
 /// `user/info/batchget` takes at most 100 openids.
 const BATCHGET_MAX: usize = 100;
 
@@ -190,6 +192,7 @@ impl<'e, E: Env> WeChat<'e, E> {
         message: &wit::SubscribeMessage,
     ) -> Result<Delivered> {
         let openid = self.mini_openid_of(recipient)?;
+        self.check_subscription(&openid, &message.template_id)?;
         let body = message::subscribe_body(&openid, message);
         let sent: Called<serde::de::IgnoredAny> = self.call_with_token(
             AccountKind::MiniProgram,
@@ -212,6 +215,29 @@ impl<'e, E: Env> WeChat<'e, E> {
             truncated: Vec::new(),
             failures: Vec::new(),
         })
+    }
+
+    /// Refuses a subscribe message the user's newest recorded decision forbids: WeChat would
+    /// answer 43101, and asking would cost a call. No record, or an `accept`, lets it through.
+    fn check_subscription(&self, openid: &str, template_id: &str) -> Result<()> {
+        let key = users::subscription(AccountKind::MiniProgram, openid, template_id);
+        let decision = self
+            .env
+            .get(Bucket::Users, &key)?
+            .and_then(|bytes| serde_json::from_slice::<users::SubscriptionStatus>(&bytes).ok());
+        match decision {
+            Some(decision) if decision.refuses() => Err(Error::Refused(ApiError {
+                errcode: SUBSCRIPTION_REFUSED,
+                errmsg: format!(
+                    "mini-program openid {openid} answered `{}` for template {template_id} in {} \
+                     (CreateTime {}); not sent",
+                    decision.status,
+                    decision.event_name(),
+                    decision.at
+                ),
+            })),
+            _ => Ok(()),
+        }
     }
 
     // ---------------------------------------------------------------- identity

@@ -11,10 +11,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
-use wxnotify::{Error, Notification, NotifyError, Recipient, Tenant};
+use wxnotify::{
+    Channel, ChannelMessage, Error, Notification, NotifyError, Recipient, SubscribeMessage, Tenant,
+};
 use wxnotify_sandbox::{SeedUser, SeededUser};
 use wxnotify_store::Scope;
-use wxnotify_tests::{World, template_to};
+use wxnotify_tests::{World, data, template_to};
 
 // §5.1 (token AAAAA): URL verification, and the plain-mode push signature.
 const TOKEN: &str = "AAAAA";
@@ -534,4 +536,159 @@ async fn a_duplicate_push_is_applied_once() {
         .filter(|k| k.starts_with("seen/"))
         .count();
     assert_eq!(markers, 2);
+}
+
+/// A subscribe message of `TPL_ORDER_STATUS` (valid values) for `recipient`, then, as the
+/// fallback, the OA template message.
+fn status_then_shipped(recipient: Recipient) -> Notification {
+    let mut notification = shipped(recipient);
+    notification.channels.insert(
+        0,
+        ChannelMessage::SubscribeMessage(SubscribeMessage {
+            template_id: "TPL_ORDER_STATUS".into(),
+            data: data(&[
+                ("thing1", "Order shipped"),
+                ("phrase2", "已发货"),
+                ("time3", "2026-11-21 10:00"),
+                ("amount4", "¥99.00"),
+            ]),
+            page: None,
+            miniprogram_state: None,
+            lang: None,
+        }),
+    );
+    notification
+}
+
+/// A plain-mode mini-program push (JSON) of `event` from `openid` about `TPL_ORDER_STATUS`.
+fn subscription_push(openid: &str, create_time: u64, event: &str, status: &str) -> String {
+    json!({
+        "ToUserName": "gh_123456789abc",
+        "FromUserName": openid,
+        "CreateTime": create_time,
+        "MsgType": "event",
+        "Event": event,
+        "List": {"TemplateId": "TPL_ORDER_STATUS", "SubscribeStatusString": status, "PopupScene": "0"},
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_recorded_rejection_skips_the_subscribe_call_and_a_later_acceptance_lifts_it() {
+    const SUBSCRIBE_SEND: &str = "/cgi-bin/message/subscribe/send";
+    let world = World::in_memory().await;
+    let cb = plain_tenant(&world, "cb");
+    let user = logged_in_follower(&world, &cb).await;
+    let mini = user.mini_openid.clone().unwrap();
+    world
+        .sandbox
+        .state()
+        .grant_subscription(&mini, "TPL_ORDER_STATUS", 2)
+        .unwrap();
+    while !cb.sync_followers(false).await.unwrap().done {}
+    let subscribe_only = || {
+        let mut notification = status_then_shipped(Recipient::MiniProgram(mini.clone()));
+        notification.channels.truncate(1);
+        notification
+    };
+
+    // The user rejected the template in the popup: no call, a refusal that names the push.
+    post(
+        &cb,
+        "/callback/mini",
+        PLAIN,
+        &subscription_push(&mini, 1_714_037_100, "subscribe_msg_popup_event", "reject"),
+    )
+    .await
+    .assert_success();
+    world.sandbox.state().clear_requests();
+    let error = cb.send_notification(&subscribe_only()).await.unwrap_err();
+    match &error {
+        Error::Notify {
+            error: NotifyError::Refused(api),
+            ..
+        } => {
+            assert_eq!(api.errcode, 43101);
+            assert!(
+                api.errmsg.contains("subscribe_msg_popup_event")
+                    && api.errmsg.contains("TPL_ORDER_STATUS"),
+                "{}",
+                api.errmsg
+            );
+        }
+        other => panic!("expected a refusal, got {other}"),
+    }
+    assert_eq!(world.requests_to(SUBSCRIBE_SEND), 0, "WeChat was not asked");
+
+    // With a fallback, the refusal is reported among the delivery's failures.
+    let delivery = cb
+        .send_notification(&status_then_shipped(Recipient::MiniProgram(mini.clone())))
+        .await
+        .unwrap();
+    assert_eq!(delivery.channel, Channel::TemplateMessage);
+    assert_eq!(delivery.failures.len(), 1);
+    assert_eq!(delivery.failures[0].channel, Channel::SubscribeMessage);
+    assert!(
+        matches!(&delivery.failures[0].error, NotifyError::Refused(api) if api.errmsg.contains("subscribe_msg_popup_event")),
+        "{:?}",
+        delivery.failures[0].error
+    );
+    assert_eq!(world.requests_to(SUBSCRIBE_SEND), 0);
+
+    // An older push arriving late changes nothing; a newer acceptance lets the send through.
+    post(
+        &cb,
+        "/callback/mini",
+        PLAIN,
+        &subscription_push(&mini, 1_714_037_000, "subscribe_msg_popup_event", "accept"),
+    )
+    .await
+    .assert_success();
+    assert!(cb.send_notification(&subscribe_only()).await.is_err());
+    assert_eq!(world.requests_to(SUBSCRIBE_SEND), 0);
+    post(
+        &cb,
+        "/callback/mini",
+        PLAIN,
+        &subscription_push(&mini, 1_714_037_200, "subscribe_msg_popup_event", "accept"),
+    )
+    .await
+    .assert_success();
+    let delivery = cb.send_notification(&subscribe_only()).await.unwrap();
+    assert_eq!(delivery.channel, Channel::SubscribeMessage);
+    assert_eq!(world.requests_to(SUBSCRIBE_SEND), 1);
+
+    // Turning the template off in the settings refuses it again, naming that push.
+    post(
+        &cb,
+        "/callback/mini",
+        PLAIN,
+        &subscription_push(&mini, 1_714_037_300, "subscribe_msg_change_event", "reject"),
+    )
+    .await
+    .assert_success();
+    let error = cb.send_notification(&subscribe_only()).await.unwrap_err();
+    assert!(
+        matches!(&error, Error::Notify { error: NotifyError::Refused(api), .. } if api.errmsg.contains("subscribe_msg_change_event")),
+        "{error}"
+    );
+    assert_eq!(world.requests_to(SUBSCRIBE_SEND), 1, "no second call");
+}
+
+#[tokio::test]
+async fn with_no_recorded_decision_the_subscribe_message_is_sent() {
+    let world = World::in_memory().await;
+    let cb = plain_tenant(&world, "cb");
+    let user = world.sandbox.state().add_user(SeedUser::default());
+    let mini = user.mini_openid.clone().unwrap();
+    world
+        .sandbox
+        .state()
+        .grant_subscription(&mini, "TPL_ORDER_STATUS", 1)
+        .unwrap();
+    let mut notification = status_then_shipped(Recipient::MiniProgram(mini));
+    notification.channels.truncate(1);
+    let delivery = cb.send_notification(&notification).await.unwrap();
+    assert_eq!(delivery.channel, Channel::SubscribeMessage);
+    assert_eq!(world.requests_to("/cgi-bin/message/subscribe/send"), 1);
 }

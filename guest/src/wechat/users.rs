@@ -109,6 +109,20 @@ pub struct SubscriptionStatus {
     pub at: i64,
 }
 
+impl SubscriptionStatus {
+    /// Whether this decision forbids sending the template: the user rejected it in the popup,
+    /// turned it off in their settings (a `change` event carries `reject`) or banned it. An
+    /// `accept`, or a status WeChat adds later, leaves the decision to WeChat.
+    pub fn refuses(&self) -> bool {
+        matches!(self.status.as_str(), "reject" | "ban")
+    }
+
+    /// The push that recorded it, as WeChat names it (`subscribe_msg_popup_event`, …).
+    pub fn event_name(&self) -> String {
+        format!("subscribe_msg_{}_event", self.event)
+    }
+}
+
 /// Result of the latest subscribe-message send of a template to a user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubscriptionSent {
@@ -152,6 +166,24 @@ pub fn check_id(kind: &str, id: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_rejection_or_a_ban_refuses_a_template() {
+        let decided = |status: &str, event: &str| SubscriptionStatus {
+            status: status.into(),
+            event: event.into(),
+            at: 1_700_000_000,
+        };
+        assert!(decided("reject", "popup").refuses());
+        assert!(decided("reject", "change").refuses());
+        assert!(decided("ban", "popup").refuses());
+        assert!(!decided("accept", "popup").refuses());
+        assert!(!decided("acceptWithAudio", "popup").refuses());
+        assert_eq!(
+            decided("reject", "change").event_name(),
+            "subscribe_msg_change_event"
+        );
+    }
 
     #[test]
     fn ids_cannot_escape_their_key() {
