@@ -8,6 +8,8 @@
 //! | `GET /v1/deliveries/{msgid}` | — | the final status WeChat pushed for a template message |
 //! | `GET /v1/users/{mini\|oa\|union}/{id}` | — | every identity known |
 //! | `POST /v1/login` | `{"js_code": "…"}` | the user |
+//! | `POST /v1/users/mini/{openid}/decrypt` | `{"encrypted_data": "…", "iv": "…"}` | `{"user_data": …}`: the decrypted JSON, watermark checked |
+//! | `POST /v1/followers/sync` | `{"restart": false}` (or no body) | one page synced: `{"total", "synced", "mapped", "done"}` |
 //! | `GET /callback/{oa\|mini}` | — | URL verification: `echostr`, as text |
 //! | `POST /callback/{oa\|mini}` | a WeChat push (XML, or JSON for mini) | `success`, as text |
 //!
@@ -97,6 +99,24 @@ fn route(request: &IncomingRequest) -> Answer {
         (Method::Post, ["v1", "login"]) => read_json::<LoginJson>(request)
             .and_then(|l| with_wechat(|w| w.login(&l.js_code)))
             .map(|u| user_json(&u)),
+        (Method::Post, ["v1", "users", "mini", openid, "decrypt"]) => {
+            read_json::<DecryptJson>(request)
+                .and_then(|d| {
+                    with_wechat(|w| w.decrypt_user_data(openid, &d.encrypted_data, &d.iv))
+                })
+                .map(|plaintext| {
+                    // The plaintext is JSON (its watermark was read from it); a gateway's
+                    // caller gets it as such rather than as a string to parse again.
+                    let user_data = serde_json::from_str::<serde_json::Value>(&plaintext)
+                        .unwrap_or(serde_json::Value::String(plaintext));
+                    json!({ "user_data": user_data })
+                })
+        }
+        // One page per call, as the export: the cursor is stored, so a gateway calls this
+        // until `done` (from a cron, a queue consumer or a loop of its own).
+        (Method::Post, ["v1", "followers", "sync"]) => read_json_or_default::<SyncJson>(request)
+            .and_then(|s| with_wechat(|w| w.sync_followers(s.restart)))
+            .map(|p| json!({ "total": p.total, "synced": p.synced, "mapped": p.mapped, "done": p.done })),
         (Method::Get | Method::Post, ["callback", "oa"]) => {
             return callback_answer(request, &method, AccountKind::OfficialAccount, query);
         }
@@ -110,6 +130,8 @@ fn route(request: &IncomingRequest) -> Answer {
             | ["v1", "deliveries", _]
             | ["v1", "users", _, _]
             | ["v1", "login"]
+            | ["v1", "users", "mini", _, "decrypt"]
+            | ["v1", "followers", "sync"]
             | ["callback", "oa" | "mini"],
         ) => {
             return Answer::Json(
@@ -189,13 +211,31 @@ fn recipient(kind: &str, id: &str) -> Result<wit::Recipient, Error> {
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(request: &IncomingRequest) -> Result<T, Error> {
-    let bytes = read_request_body(request, MAX_BODY_BYTES).map_err(|e| match e {
+    parse_json(&read_body(request)?)
+}
+
+/// [`read_json`], with an empty body standing for `T::default()`.
+fn read_json_or_default<T: serde::de::DeserializeOwned + Default>(
+    request: &IncomingRequest,
+) -> Result<T, Error> {
+    let bytes = read_body(request)?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    parse_json(&bytes)
+}
+
+fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, Error> {
+    read_request_body(request, MAX_BODY_BYTES).map_err(|e| match e {
         BodyError::TooLarge => {
             Error::InvalidInput(format!("request body larger than {MAX_BODY_BYTES} bytes"))
         }
         BodyError::Unreadable(m) => Error::InvalidInput(m),
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| {
+    })
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(bytes).map_err(|e| {
         Error::InvalidInput(format!(
             "request body is not valid JSON for this route: {e}"
         ))
@@ -227,6 +267,24 @@ fn user_json(user: &wit::User) -> serde_json::Value {
 #[derive(Deserialize)]
 struct LoginJson {
     js_code: String,
+}
+
+/// `POST /v1/users/mini/{openid}/decrypt` body: what `wx.getUserInfo` (or another open-data
+/// API) handed the mini-program.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecryptJson {
+    encrypted_data: String,
+    iv: String,
+}
+
+/// `POST /v1/followers/sync` body.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SyncJson {
+    /// Discard a stored cursor and start from the first follower.
+    #[serde(default)]
+    restart: bool,
 }
 
 /// `POST /v1/notifications` body.
