@@ -20,3 +20,5 @@ mod tenants;
 mod callbacks;
 // Plugins: the WeCom group robot plugin, alone and swapped in live.
 mod plugins;
+// The built components against the worlds of Spin and other hosts we do not run here.
+mod gateways;

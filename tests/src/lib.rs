@@ -4,6 +4,8 @@
 //! Every test builds its own [`World`] — a sandbox, storage and a runtime — but all share one
 //! [`engine`], so the component is compiled once per test binary.
 
+pub mod host_world;
+
 use std::path::Path;
 use std::sync::{Arc, LazyLock};
 
