@@ -17,6 +17,9 @@ mod host_io;
 mod http_api;
 pub mod wechat;
 
+#[cfg(test)]
+mod spin_manifest_tests;
+
 /// The WIT types of `wechat:notify/types`, as the logic uses them.
 pub(crate) use bindings::wechat::notify::types as wit;
 

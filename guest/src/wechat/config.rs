@@ -103,6 +103,36 @@ impl std::fmt::Debug for Config {
     }
 }
 
+/// A `wasi:config` key the component reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfigKey {
+    pub name: &'static str,
+    /// Whether its value is a credential: a host must keep it out of files and logs (Spin:
+    /// `secret = true`).
+    pub secret: bool,
+}
+
+const fn key(name: &'static str, secret: bool) -> ConfigKey {
+    ConfigKey { name, secret }
+}
+
+/// Every key the component reads through `wasi:config`, in one list: what a host's
+/// configuration is checked against (`gateways/spin/spin.toml`, the Node gateway). A test makes
+/// sure the loaders read exactly these.
+pub const KEYS: [ConfigKey; 11] = [
+    key("api_base", false),
+    key("token_mode", false),
+    key("mini_appid", false),
+    key("mini_secret", true),
+    key("oa_appid", false),
+    key("oa_secret", true),
+    key("mini_callback_token", true),
+    key("mini_encoding_aes_key", true),
+    key("oa_callback_token", true),
+    key("oa_encoding_aes_key", true),
+    key("callback_max_age_secs", false),
+];
+
 impl Config {
     /// Builds the configuration from a lookup function (`wasi:config/store.get`).
     pub fn load(mut get: impl FnMut(&str) -> Result<Option<String>>) -> Result<Config> {
@@ -182,6 +212,30 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::load(|k| Ok(map.get(k).cloned()))
+    }
+
+    #[test]
+    fn the_loaders_read_exactly_the_listed_keys() {
+        let read = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        // Every key set to a valid value, so every branch that reads a key reads it.
+        let value = |key: &str| match key {
+            "api_base" => "https://api.weixin.qq.com",
+            "token_mode" => "stable",
+            "callback_max_age_secs" => "300",
+            k if k.ends_with("_encoding_aes_key") => "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+            _ => "wx0000000000000001",
+        };
+        let get = |key: &str| -> Result<Option<String>> {
+            read.borrow_mut().insert(key.to_owned());
+            Ok(Some(value(key).to_owned()))
+        };
+        Config::load(get).unwrap();
+        for kind in [AccountKind::MiniProgram, AccountKind::OfficialAccount] {
+            crate::wechat::callback::CallbackConfig::load(kind, get).unwrap();
+        }
+        let listed: std::collections::BTreeSet<String> =
+            KEYS.iter().map(|k| k.name.to_owned()).collect();
+        assert_eq!(read.into_inner(), listed);
     }
 
     #[test]
