@@ -19,3 +19,19 @@ if ! command -v redis-server >/dev/null 2>&1; then
     $sudo env DEBIAN_FRONTEND=noninteractive \
         apt-get install -y -qq --no-install-recommends redis-server >/dev/null
 fi
+
+# The Node.js gateway (gateways/node) and its tests: Node and npm, then the packages its
+# lockfile pins (jco, preview2-shim, ioredis), installed again only when the lockfile changes.
+if ! command -v npm >/dev/null 2>&1; then
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        sudo="sudo"
+    fi
+    $sudo apt-get update -qq >/dev/null
+    $sudo env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+node_gateway="$(cd "$(dirname "$0")/.." && pwd)/gateways/node"
+if [ ! "$node_gateway/node_modules/.package-lock.json" -nt "$node_gateway/package-lock.json" ]; then
+    (cd "$node_gateway" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi

@@ -51,10 +51,14 @@ impl SandboxCommand {
         if json {
             out!(
                 "{}",
+                // The sandbox's own credentials, printed in the tenants file below as well:
+                // they open nothing but this sandbox.
                 serde_json::json!({
                     "base_url": sandbox.base_url(),
                     "mini_appid": sandbox.state().mini_app().appid,
+                    "mini_secret": sandbox.state().mini_app().secret,
                     "oa_appid": sandbox.state().oa_app().appid,
+                    "oa_secret": sandbox.state().oa_app().secret,
                     "followers": self.followers,
                 })
             );

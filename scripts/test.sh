@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Every test: the Rust workspace (unit, end-to-end and process tests, the gateway import
+# checks), then the Node.js gateway's own, which run the component that build made (transpiled
+# with jco) against the sandbox binary and a redis-server of their own.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo test --workspace
+
+echo "== gateways/node (the component on Node.js, key-value in Redis)"
+cd gateways/node
+npm run --silent build
+npm test
