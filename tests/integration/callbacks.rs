@@ -560,9 +560,10 @@ fn status_then_shipped(recipient: Recipient) -> Notification {
     notification
 }
 
-/// A plain-mode mini-program push (JSON) of `event` from `openid` about `TPL_ORDER_STATUS`.
-fn subscription_push(openid: &str, create_time: u64, event: &str, status: &str) -> String {
-    json!({
+/// Pushes to `tenant` that the user `openid` answered `status` for `TPL_ORDER_STATUS` in
+/// `event` (plain mode, JSON), and checks that it was acknowledged.
+async fn push_decision(tenant: &Tenant, openid: &str, create_time: u64, event: &str, status: &str) {
+    let push = json!({
         "ToUserName": "gh_123456789abc",
         "FromUserName": openid,
         "CreateTime": create_time,
@@ -570,7 +571,10 @@ fn subscription_push(openid: &str, create_time: u64, event: &str, status: &str) 
         "Event": event,
         "List": {"TemplateId": "TPL_ORDER_STATUS", "SubscribeStatusString": status, "PopupScene": "0"},
     })
-    .to_string()
+    .to_string();
+    post(tenant, "/callback/mini", PLAIN, &push)
+        .await
+        .assert_success();
 }
 
 #[tokio::test]
@@ -586,6 +590,7 @@ async fn a_recorded_rejection_skips_the_subscribe_call_and_a_later_acceptance_li
         .grant_subscription(&mini, "TPL_ORDER_STATUS", 2)
         .unwrap();
     while !cb.sync_followers(false).await.unwrap().done {}
+    let decide = |create_time, event, status| push_decision(&cb, &mini, create_time, event, status);
     let subscribe_only = || {
         let mut notification = status_then_shipped(Recipient::MiniProgram(mini.clone()));
         notification.channels.truncate(1);
@@ -593,14 +598,7 @@ async fn a_recorded_rejection_skips_the_subscribe_call_and_a_later_acceptance_li
     };
 
     // The user rejected the template in the popup: no call, a refusal that names the push.
-    post(
-        &cb,
-        "/callback/mini",
-        PLAIN,
-        &subscription_push(&mini, 1_714_037_100, "subscribe_msg_popup_event", "reject"),
-    )
-    .await
-    .assert_success();
+    decide(1_714_037_100, "subscribe_msg_popup_event", "reject").await;
     world.sandbox.state().clear_requests();
     let error = cb.send_notification(&subscribe_only()).await.unwrap_err();
     match &error {
@@ -636,37 +634,16 @@ async fn a_recorded_rejection_skips_the_subscribe_call_and_a_later_acceptance_li
     assert_eq!(world.requests_to(SUBSCRIBE_SEND), 0);
 
     // An older push arriving late changes nothing; a newer acceptance lets the send through.
-    post(
-        &cb,
-        "/callback/mini",
-        PLAIN,
-        &subscription_push(&mini, 1_714_037_000, "subscribe_msg_popup_event", "accept"),
-    )
-    .await
-    .assert_success();
+    decide(1_714_037_000, "subscribe_msg_popup_event", "accept").await;
     assert!(cb.send_notification(&subscribe_only()).await.is_err());
     assert_eq!(world.requests_to(SUBSCRIBE_SEND), 0);
-    post(
-        &cb,
-        "/callback/mini",
-        PLAIN,
-        &subscription_push(&mini, 1_714_037_200, "subscribe_msg_popup_event", "accept"),
-    )
-    .await
-    .assert_success();
+    decide(1_714_037_200, "subscribe_msg_popup_event", "accept").await;
     let delivery = cb.send_notification(&subscribe_only()).await.unwrap();
     assert_eq!(delivery.channel, Channel::SubscribeMessage);
     assert_eq!(world.requests_to(SUBSCRIBE_SEND), 1);
 
     // Turning the template off in the settings refuses it again, naming that push.
-    post(
-        &cb,
-        "/callback/mini",
-        PLAIN,
-        &subscription_push(&mini, 1_714_037_300, "subscribe_msg_change_event", "reject"),
-    )
-    .await
-    .assert_success();
+    decide(1_714_037_300, "subscribe_msg_change_event", "reject").await;
     let error = cb.send_notification(&subscribe_only()).await.unwrap_err();
     assert!(
         matches!(&error, Error::Notify { error: NotifyError::Refused(api), .. } if api.errmsg.contains("subscribe_msg_change_event")),

@@ -46,29 +46,33 @@ fn the_wecom_robot_plugin_links_in_spin_4_too() {
     assert!(problems.is_empty(), "{problems:#?}");
 }
 
-#[test]
-fn a_component_with_an_import_spin_lacks_fails_the_check() {
-    // The real component, re-encoded with one import more: an interface of no Spin world.
+/// The real component, re-encoded with one import more: interface `interface` of the WIT
+/// package `wit`.
+fn guest_importing_also(wit: &str, interface: &str) -> ComponentWorld {
     let mut component = guest();
     let (resolve, world) = component.parts_mut();
-    let package = resolve
-        .push_str(
-            "extra.wit",
-            "package example:vault@1.0.0;\ninterface secrets { reveal: func(name: string) -> string; }",
-        )
-        .unwrap();
-    let secrets = resolve.packages[package].interfaces["secrets"];
+    let package = resolve.push_str("extra.wit", wit).unwrap();
+    let id = resolve.packages[package].interfaces[interface];
     resolve.worlds[world].imports.insert(
-        WorldKey::Interface(secrets),
+        WorldKey::Interface(id),
         WorldItem::Interface {
-            id: secrets,
+            id,
             stability: Default::default(),
             external_id: None,
             docs: Default::default(),
             span: Default::default(),
         },
     );
-    let extra = ComponentWorld::decode(&component.encode().unwrap()).unwrap();
+    ComponentWorld::decode(&component.encode().unwrap()).unwrap()
+}
+
+#[test]
+fn a_component_with_an_import_spin_lacks_fails_the_check() {
+    // An interface of no Spin world.
+    let extra = guest_importing_also(
+        "package example:vault@1.0.0;\ninterface secrets { reveal: func(name: string) -> string; }",
+        "secrets",
+    );
     assert_eq!(
         spin().problems(&extra),
         ["imports `example:vault/secrets@1.0.0`, which Spin 4 does not provide"]
@@ -110,28 +114,13 @@ fn a_function_spins_version_lacks_fails_the_check() {
 fn a_component_for_another_keyvalue_draft_fails_the_check() {
     // What `wasmtime serve` and wasmCloud implement: wasi:keyvalue@0.2.0-draft, which no Spin
     // release (draft2) links.
-    let mut component = guest();
-    let (resolve, world) = component.parts_mut();
-    let package = resolve
-        .push_str(
-            "draft.wit",
-            "package wasi:keyvalue@0.2.0-draft;\ninterface store { resource bucket; open: func(identifier: string) -> bucket; }",
-        )
-        .unwrap();
-    let store = resolve.packages[package].interfaces["store"];
-    resolve.worlds[world].imports.insert(
-        WorldKey::Interface(store),
-        WorldItem::Interface {
-            id: store,
-            stability: Default::default(),
-            external_id: None,
-            docs: Default::default(),
-            span: Default::default(),
-        },
+    let draft = guest_importing_also(
+        "package wasi:keyvalue@0.2.0-draft;\n\
+         interface store { resource bucket; open: func(identifier: string) -> bucket; }",
+        "store",
     );
-    let problems = spin().problems(&ComponentWorld::decode(&component.encode().unwrap()).unwrap());
     assert_eq!(
-        problems,
+        spin().problems(&draft),
         [
             "imports `wasi:keyvalue/store@0.2.0-draft`, which Spin 4 does not provide (it has @0.2.0-draft2)"
         ]
