@@ -259,27 +259,10 @@ impl EgressHooks {
     }
 }
 
-/// `uri` with credential query values replaced by `***`.
+/// `uri` with credential query values replaced by `***` (the parameters
+/// [`wxnotify_rules::credentials::QUERY_PARAMS`] names).
 pub fn redact(uri: &http::Uri) -> String {
-    let Some(query) = uri.query() else {
-        return uri.to_string();
-    };
-    let redacted: Vec<String> = query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((name @ ("access_token" | "secret" | "js_code" | "key"), _)) => {
-                format!("{name}=***")
-            }
-            _ => pair.to_owned(),
-        })
-        .collect();
-    format!(
-        "{}://{}{}?{}",
-        uri.scheme_str().unwrap_or("http"),
-        uri.authority().map_or("", |a| a.as_str()),
-        uri.path(),
-        redacted.join("&")
-    )
+    wxnotify_rules::credentials::redact_url(&uri.to_string())
 }
 
 type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;

@@ -12,6 +12,10 @@
 //!   2023-05-04. WeChat does not reject these values; it strips line breaks and cuts them to
 //!   [`TEMPLATE_VALUE_MAX_CHARS`] characters.
 //!
+//! Beside the message rules, the other platform facts more than one crate needs: WeChat's day
+//! ([`china_time`]: quotas reset at 00:00 UTC+8), which URL parameters are credentials
+//! ([`credentials`]), and the configuration keys of the component ([`config_keys`]).
+//!
 //! The crate has no dependencies and performs no I/O, so it builds for `wasm32-wasip2` as well
 //! as natively.
 //!
@@ -77,6 +81,9 @@
 #![deny(missing_docs)]
 
 mod chars;
+pub mod china_time;
+pub mod config_keys;
+pub mod credentials;
 mod datetime;
 mod display;
 mod error;

@@ -540,7 +540,7 @@ impl World {
     /// The China Standard Time (UTC+8) calendar day of `at`: WeChat's quotas roll at local
     /// midnight, not at UTC midnight.
     pub(crate) fn cst_day(at: SystemTime) -> i64 {
-        (unix_secs(at) + 8 * 3600).div_euclid(86_400)
+        wxnotify_rules::china_time::day(unix_secs(at))
     }
 
     /// The token check every `access_token` API starts with: 41001 missing, 40001 unknown or

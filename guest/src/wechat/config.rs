@@ -103,35 +103,8 @@ impl std::fmt::Debug for Config {
     }
 }
 
-/// A `wasi:config` key the component reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConfigKey {
-    pub name: &'static str,
-    /// Whether its value is a credential: a host must keep it out of files and logs (Spin:
-    /// `secret = true`).
-    pub secret: bool,
-}
-
-const fn key(name: &'static str, secret: bool) -> ConfigKey {
-    ConfigKey { name, secret }
-}
-
-/// Every key the component reads through `wasi:config`, in one list: what a host's
-/// configuration is checked against (`gateways/spin/spin.toml`, the Node gateway). A test makes
-/// sure the loaders read exactly these.
-pub const KEYS: [ConfigKey; 11] = [
-    key("api_base", false),
-    key("token_mode", false),
-    key("mini_appid", false),
-    key("mini_secret", true),
-    key("oa_appid", false),
-    key("oa_secret", true),
-    key("mini_callback_token", true),
-    key("mini_encoding_aes_key", true),
-    key("oa_callback_token", true),
-    key("oa_encoding_aes_key", true),
-    key("callback_max_age_secs", false),
-];
+/// Every key the component reads (a test below checks that the loaders read exactly these).
+pub use wxnotify_rules::config_keys::KEYS;
 
 impl Config {
     /// Builds the configuration from a lookup function (`wasi:config/store.get`).

@@ -1,6 +1,7 @@
 //! Access-token policy: what is cached, when it is refreshed, how it is fetched.
 
 use serde::{Deserialize, Serialize};
+use wxnotify_rules::china_time;
 
 use super::config::{Account, Config, TokenMode};
 use super::query;
@@ -154,7 +155,7 @@ pub const FORCE_MIN_GAP_SECS: u64 = 30;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ForceBudget {
     /// Day number in China Standard Time, when WeChat's daily counters reset.
-    pub day: u64,
+    pub day: i64,
     pub used: u32,
     /// Unix seconds of the last force refresh.
     pub last_at: u64,
@@ -164,7 +165,7 @@ impl ForceBudget {
     /// The budget after spending one force refresh at `now`, or `None` when none is left today
     /// or the last one was under 30 seconds ago.
     pub fn spend(&self, now: u64) -> Option<ForceBudget> {
-        let today = cst_day(now);
+        let today = china_time::day(i64::try_from(now).unwrap_or(i64::MAX));
         let used_today = if self.day == today { self.used } else { 0 };
         if used_today >= FORCE_PER_DAY || now < self.last_at.saturating_add(FORCE_MIN_GAP_SECS) {
             return None;
@@ -190,11 +191,6 @@ impl ForceBudget {
 /// The `tokens` bucket key of an account's force-refresh budget.
 pub fn force_budget_key(appid: &str) -> String {
     format!("force_budget/{appid}")
-}
-
-/// The day number of `unix_secs` in China Standard Time (UTC+8).
-pub fn cst_day(unix_secs: u64) -> u64 {
-    unix_secs.saturating_add(8 * 3600) / 86_400
 }
 
 /// The endpoint path of `mode`, for error messages.
@@ -290,8 +286,9 @@ mod tests {
     #[test]
     fn force_budget_allows_twenty_a_day_thirty_seconds_apart() {
         // 2026-11-21 00:00:00 CST = 2026-11-20 16:00:00 UTC.
-        let midnight_cst = 1_795_190_400;
-        assert_eq!(cst_day(midnight_cst), cst_day(midnight_cst - 1) + 1);
+        let midnight_cst: u64 = 1_795_190_400;
+        let day = |secs: u64| china_time::day(i64::try_from(secs).unwrap());
+        assert_eq!(day(midnight_cst), day(midnight_cst - 1) + 1);
         let mut budget = ForceBudget::default();
         let mut now = midnight_cst;
         for _ in 0..FORCE_PER_DAY {

@@ -9,11 +9,11 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::sync::watch;
-use wxnotify_store::outbox::{Claimed, Outcome, next_cst_midnight};
+use wxnotify_store::outbox::{Claimed, Outcome};
 
 use super::AppState;
 use crate::error::Error;
@@ -73,6 +73,15 @@ pub(crate) fn backoff(attempts: u32, jitter: f64) -> Duration {
     let exponent = attempts.saturating_sub(1).min(16);
     let base = Duration::from_secs(1u64 << exponent).min(MAX_BACKOFF);
     base.mul_f64(1.0 + 0.2 * jitter.clamp(-1.0, 1.0))
+}
+
+/// The first 00:00 China Standard Time strictly after `now`, when WeChat resets daily quotas
+/// (whole seconds count; times before the Unix epoch count as the epoch).
+pub(crate) fn next_cst_midnight(now: SystemTime) -> SystemTime {
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let midnight =
+        wxnotify_rules::china_time::next_midnight(i64::try_from(secs).unwrap_or(i64::MAX));
+    UNIX_EPOCH + Duration::from_secs(u64::try_from(midnight).unwrap_or_default())
 }
 
 /// Decides what an attempt's result means; `jitter` as for [`backoff`].
@@ -387,7 +396,6 @@ async fn settle(state: &AppState, message: &Claimed, decision: Decision) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::UNIX_EPOCH;
 
     fn answer(status: u16, body: &str) -> Result<http::Response<Bytes>, Error> {
         Ok(http::Response::builder()
@@ -608,5 +616,56 @@ mod tests {
             "subscribe_message"
         );
         assert_eq!(payload_channel(b"[]"), "unknown");
+    }
+
+    #[test]
+    fn next_cst_midnight_is_the_next_utc_16_00() {
+        let at = |secs: u64, millis: u64| {
+            UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis)
+        };
+        // 2024-01-01T00:00:00Z is 08:00 in Beijing; the next midnight there is 16:00Z.
+        const JAN_1: u64 = 1_704_067_200;
+        const H: u64 = 3600;
+        assert_eq!(next_cst_midnight(at(JAN_1, 0)), at(JAN_1 + 16 * H, 0));
+        assert_eq!(
+            next_cst_midnight(at(JAN_1 + 16 * H - 1, 999)),
+            at(JAN_1 + 16 * H, 0)
+        );
+        // Exactly midnight: the quota has just been reset, the *next* midnight is a day away.
+        assert_eq!(
+            next_cst_midnight(at(JAN_1 + 16 * H, 0)),
+            at(JAN_1 + 40 * H, 0)
+        );
+        assert_eq!(
+            next_cst_midnight(at(JAN_1 + 16 * H, 1)),
+            at(JAN_1 + 40 * H, 0)
+        );
+        // Late evening UTC is already the next day in Beijing.
+        assert_eq!(
+            next_cst_midnight(at(JAN_1 + 23 * H, 0)),
+            at(JAN_1 + 40 * H, 0)
+        );
+        // Across a month and a leap day: 2024-02-29T20:00:00Z is 03-01 04:00 CST.
+        const FEB_29: u64 = 1_709_164_800;
+        assert_eq!(
+            next_cst_midnight(at(FEB_29 + 20 * H, 0)),
+            at(FEB_29 + 40 * H, 0)
+        );
+        // The epoch, and times before it.
+        assert_eq!(next_cst_midnight(UNIX_EPOCH), at(16 * H, 0));
+        assert_eq!(
+            next_cst_midnight(UNIX_EPOCH - Duration::from_secs(5)),
+            at(16 * H, 0)
+        );
+        // Always strictly later, by at most a day.
+        let mut t = at(JAN_1, 0);
+        for _ in 0..200 {
+            let next = next_cst_midnight(t);
+            let ahead = next.duration_since(t).unwrap();
+            assert!(ahead > Duration::ZERO && ahead <= Duration::from_secs(24 * H));
+            let secs = next.duration_since(UNIX_EPOCH).unwrap().as_secs();
+            assert_eq!((secs + 8 * H) % (24 * H), 0);
+            t += Duration::from_secs(7 * H + 13);
+        }
     }
 }

@@ -132,14 +132,9 @@ const MINUTE: Duration = Duration::from_secs(60);
 /// Moves the sandbox clock to one minute after the next 00:00 China time, so a test of daily
 /// limits never straddles a quota day whatever the wall clock says.
 fn to_start_of_china_day(client: &Client) {
-    let since_epoch = client
-        .sandbox
-        .now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let into_day = (since_epoch + 8 * 3600) % 86_400;
-    client
-        .sandbox
-        .advance_clock(Duration::from_secs(86_400 - into_day + 60));
+    let now = crate::record::unix_secs(client.sandbox.now());
+    let to_midnight = wxnotify_rules::china_time::next_midnight(now) - now;
+    client.sandbox.advance_clock(Duration::from_secs(
+        u64::try_from(to_midnight).unwrap() + 60,
+    ));
 }

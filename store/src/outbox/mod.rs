@@ -391,19 +391,6 @@ pub trait Outbox: Send + Sync + 'static {
     fn name(&self) -> &'static str;
 }
 
-/// The first 00:00 China Standard Time (UTC+8, which has no daylight saving time) strictly
-/// after `now`: when WeChat resets daily quotas.
-///
-/// Times before the Unix epoch are treated as the epoch.
-pub fn next_cst_midnight(now: SystemTime) -> SystemTime {
-    const DAY: u64 = 24 * 3600;
-    const OFFSET: u64 = 8 * 3600;
-    let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-    // Whole days of CST wall-clock time since 1970-01-01 08:00 UTC.
-    let cst_days = (since_epoch.as_secs() + OFFSET) / DAY;
-    UNIX_EPOCH + Duration::from_secs((cst_days + 1) * DAY - OFFSET)
-}
-
 /// Milliseconds since the Unix epoch; times before it count as 0, times too far ahead as
 /// `i64::MAX`.
 pub(crate) fn to_millis(time: SystemTime) -> i64 {

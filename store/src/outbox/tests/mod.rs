@@ -15,7 +15,7 @@ use tempfile::TempDir;
 use super::{
     Ack, Claimed, Depth, MAX_CLAIM, MAX_DETAIL_LEN, MAX_ENQUEUE_BATCH, MAX_NAME_LEN,
     MAX_PAYLOAD_LEN, NewMessage, Outcome, RedisOutbox, SharedOutbox, SqliteOutbox, State,
-    is_valid_id, new_id, next_cst_midnight, truncate_detail,
+    is_valid_id, new_id, truncate_detail,
 };
 use crate::StoreError;
 use crate::tests::redis::{RedisServer, shared_server, unique_prefix};
@@ -952,54 +952,6 @@ async fn crashed_worker_messages_go_to_another_worker(f: &Fixture) {
 
 fn at(secs: u64, millis: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis)
-}
-
-#[test]
-fn next_cst_midnight_is_the_next_utc_16_00() {
-    // 2024-01-01T00:00:00Z is 08:00 in Beijing; the next midnight there is 16:00Z.
-    const JAN_1: u64 = 1_704_067_200;
-    const H: u64 = 3600;
-    assert_eq!(next_cst_midnight(at(JAN_1, 0)), at(JAN_1 + 16 * H, 0));
-    assert_eq!(
-        next_cst_midnight(at(JAN_1 + 16 * H - 1, 999)),
-        at(JAN_1 + 16 * H, 0)
-    );
-    // Exactly midnight: the quota has just been reset, the *next* midnight is a day away.
-    assert_eq!(
-        next_cst_midnight(at(JAN_1 + 16 * H, 0)),
-        at(JAN_1 + 40 * H, 0)
-    );
-    assert_eq!(
-        next_cst_midnight(at(JAN_1 + 16 * H, 1)),
-        at(JAN_1 + 40 * H, 0)
-    );
-    // Late evening UTC is already the next day in Beijing.
-    assert_eq!(
-        next_cst_midnight(at(JAN_1 + 23 * H, 0)),
-        at(JAN_1 + 40 * H, 0)
-    );
-    // Across a month and a leap day: 2024-02-29T20:00:00Z is 03-01 04:00 CST.
-    const FEB_29: u64 = 1_709_164_800;
-    assert_eq!(
-        next_cst_midnight(at(FEB_29 + 20 * H, 0)),
-        at(FEB_29 + 40 * H, 0)
-    );
-    // The epoch, and times before it.
-    assert_eq!(next_cst_midnight(UNIX_EPOCH), at(16 * H, 0));
-    assert_eq!(
-        next_cst_midnight(UNIX_EPOCH - Duration::from_secs(5)),
-        at(16 * H, 0)
-    );
-    // Always strictly later, by at most a day.
-    let mut t = at(JAN_1, 0);
-    for _ in 0..200 {
-        let next = next_cst_midnight(t);
-        let ahead = next.duration_since(t).unwrap();
-        assert!(ahead > Duration::ZERO && ahead <= Duration::from_secs(24 * H));
-        let secs = next.duration_since(UNIX_EPOCH).unwrap().as_secs();
-        assert_eq!((secs + 8 * H) % (24 * H), 0);
-        t += Duration::from_secs(7 * H + 13);
-    }
 }
 
 #[test]
