@@ -2,6 +2,7 @@
 //! compiled once per content hash — in memory, and precompiled on disk across restarts.
 
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -187,25 +188,20 @@ impl Engine {
     }
 }
 
-/// Writes a cache entry atomically (temporary file, then rename), so a concurrent reader never
-/// sees half a file. Failing to cache is logged, not fatal.
+/// Writes a cache entry atomically (a temporary file in the same folder, then a rename), so a
+/// concurrent reader never sees half a file. Failing to cache is logged, not fatal.
 fn write_cache(path: &Path, serialized: &[u8]) {
     let write = || -> std::io::Result<()> {
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir)?;
-        let temporary = dir.join(format!(".{}.{}.tmp", std::process::id(), rand_suffix()));
-        std::fs::write(&temporary, serialized)?;
-        std::fs::rename(&temporary, path)
+        let mut temporary = tempfile::NamedTempFile::new_in(dir)?;
+        temporary.write_all(serialized)?;
+        temporary.persist(path)?;
+        Ok(())
     };
     if let Err(error) = write() {
         tracing::warn!(path = %path.display(), "cannot write the compile cache: {error}");
     }
-}
-
-fn rand_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] until the last clone of the engine is

@@ -14,6 +14,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use subtle::ConstantTimeEq;
 
 use aes::cipher::block_padding::NoPadding;
 use aes::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit};
@@ -217,15 +218,14 @@ pub fn msg_signature(token: &str, timestamp: &str, nonce: &str, encrypt: &str) -
 ///
 /// An empty signature never matches: a missing query parameter must not verify.
 pub fn signature_matches(expected_hex: &str, actual_hex: &str) -> bool {
-    let (expected, actual) = (expected_hex.as_bytes(), actual_hex.as_bytes());
-    if expected.is_empty() || expected.len() != actual.len() {
+    if expected_hex.is_empty() || expected_hex.len() != actual_hex.len() {
         return false;
     }
-    let diff = expected.iter().zip(actual).fold(0u8, |diff, (e, a)| {
-        diff | (e.to_ascii_lowercase() ^ a.to_ascii_lowercase())
-    });
-    // Keeps the compiler from turning the fold into an early-exit comparison.
-    std::hint::black_box(diff) == 0
+    let (expected, actual) = (
+        expected_hex.to_ascii_lowercase(),
+        actual_hex.to_ascii_lowercase(),
+    );
+    bool::from(expected.as_bytes().ct_eq(actual.as_bytes()))
 }
 
 /// Safe-mode ("安全模式") message encryption of official accounts, mini programs and WeCom,

@@ -1,6 +1,7 @@
 //! The routes of `wxnotify serve` (see the table in [`super`]).
 
 use std::sync::Arc;
+use subtle::ConstantTimeEq;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -78,11 +79,7 @@ pub(crate) fn check_api_key(
     // Comparing digests makes the time independent of where the keys differ and of their
     // lengths.
     let (a, b) = (Sha256::digest(given.trim()), Sha256::digest(configured));
-    let difference = a
-        .iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    if difference == 0 {
+    if bool::from(a.as_slice().ct_eq(b.as_slice())) {
         Ok(())
     } else {
         Err(KeyRejection::Wrong)

@@ -59,11 +59,11 @@
 //!
 //! # Ids
 //!
-//! Message ids are 26-character strings of Crockford base-32 (like ULIDs): 48 bits of
+//! Message ids are ULIDs (the `ulid` crate): 26 characters of Crockford base-32, 48 bits of
 //! milliseconds since the Unix epoch then 80 random bits (incremented instead within one
-//! millisecond of one process), so they sort by creation time (exactly within a process,
-//! roughly across hosts), are safe in URLs and never repeat in practice. Any other string is
-//! not an id: [`Outbox::status`] answers `None` for it without asking the backend.
+//! process when the clock has not moved on), so they sort by creation time (exactly within a
+//! process, roughly across hosts), are safe in URLs and never repeat in practice. Any other
+//! string is not an id: [`Outbox::status`] answers `None` for it without asking the backend.
 //!
 //! # Use from the server
 //!
@@ -101,8 +101,6 @@
 //! # }
 //! ```
 
-use std::hash::{BuildHasher, Hasher, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -409,56 +407,28 @@ pub(crate) fn lease_millis(lease: Duration) -> i64 {
     i64::try_from(lease.as_millis()).unwrap_or(i64::MAX).max(1)
 }
 
-/// Crockford's base-32 alphabet: no I, L, O, U, so ids survive being read aloud or retyped.
-const ID_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-const ID_LEN: usize = 26;
-
-/// A new message id for a message created at `now` (see the module docs).
+/// A new message id for a message created at `now` (see the module docs): a ULID, 26
+/// characters of Crockford's base 32 (no I, L, O, U, so ids survive being read aloud or
+/// retyped), its first ten the time.
 ///
-/// Within one process, ids of the same millisecond increase (the random part of the previous
-/// one plus one), so that messages a process creates in a burst sort in creation order; the
-/// Redis backend relies on that to keep a paused tenant's messages in order.
+/// Within one process, ids increase (the `ulid` generator's monotonic mode: an id of the same
+/// millisecond as the last, or of an earlier one after the clock stepped back, is the last plus
+/// one), so that messages a process creates sort in creation order; the Redis backend relies on
+/// that to keep a paused tenant's messages in order.
 pub(crate) fn new_id(now: SystemTime) -> String {
-    static LAST: Mutex<u128> = Mutex::new(0);
-    const RANDOM_BITS: u32 = 80;
-    let millis = u128::try_from(to_millis(now)).unwrap_or(0) & ((1 << 48) - 1);
-    let mut value = (millis << RANDOM_BITS) | (random_u128() & ((1 << RANDOM_BITS) - 1));
-    {
-        // Only a `u128` is guarded; a panic cannot leave it half-written.
-        let mut last = LAST.lock().unwrap_or_else(PoisonError::into_inner);
-        if value >> RANDOM_BITS == *last >> RANDOM_BITS && value <= *last {
-            // 2^80 ids in one millisecond would be needed to carry into the time part.
-            value = *last + 1;
-        }
-        *last = value;
-    }
-    // 26 digits of 5 bits hold 130 bits: the first digit carries only the top 3 of the 128.
-    (0..ID_LEN)
-        .rev()
-        .map(|digit| char::from(ID_ALPHABET[((value >> (digit * 5)) & 31) as usize]))
-        .collect()
+    static GENERATOR: Mutex<ulid::Generator> = Mutex::new(ulid::Generator::new());
+    // Only the generator's last id is guarded; a panic cannot leave it half-written.
+    let mut generator = GENERATOR.lock().unwrap_or_else(PoisonError::into_inner);
+    generator
+        .generate_from_datetime(now)
+        // 2^80 ids in one millisecond would be needed to run out of monotonic ones.
+        .unwrap_or_else(|_| ulid::Ulid::from_datetime(now))
+        .to_string()
 }
 
-/// Whether `id` has the shape of an id made by [`new_id`].
+/// Whether `id` has the shape of an id made by [`new_id`] (canonical: upper case).
 pub(crate) fn is_valid_id(id: &str) -> bool {
-    id.len() == ID_LEN && id.as_bytes()[0] <= b'7' && id.bytes().all(|b| ID_ALPHABET.contains(&b))
-}
-
-/// 128 unpredictable bits without a dependency: SipHash, keyed by `RandomState` (whose keys
-/// std draws from the operating system's randomness), of a process-wide counter. The counter
-/// makes ids of one process differ even if two calls got the same keys; the keys make
-/// processes differ.
-fn random_u128() -> u128 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let keys = RandomState::new();
-    let half = |lane: u8| {
-        let mut hasher = keys.build_hasher();
-        hasher.write_u64(n);
-        hasher.write_u8(lane);
-        hasher.finish()
-    };
-    (u128::from(half(0)) << 64) | u128::from(half(1))
+    ulid::Ulid::from_string(id).is_ok_and(|ulid| ulid.to_string() == id)
 }
 
 /// `detail` cut to at most [`MAX_DETAIL_LEN`] bytes at a character boundary.
