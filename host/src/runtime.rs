@@ -181,8 +181,39 @@ impl Runtime {
     }
 
     /// Registers `tenant` on the runtime's storage, replacing a tenant with the same id.
+    ///
+    /// # Errors
+    ///
+    /// Besides those of [`Runtime::add_tenant_on`]: a tenant that names storage of its own
+    /// ([`ResolvedTenant::storage`]) is refused rather than put on the runtime's, where its
+    /// keys would not be where its configuration says; add it with
+    /// [`Runtime::add_tenant_with_storage`].
     pub fn add_tenant(&self, tenant: ResolvedTenant) -> Result<Arc<Tenant>, Error> {
+        if let Some(storage) = &tenant.storage {
+            return Err(ConfigError::Invalid {
+                tenant: tenant.id.clone(),
+                field: "storage".into(),
+                message: format!(
+                    "the tenant has storage of its own ({storage:?}): add it with \
+                     `Runtime::add_tenant_with_storage`, which opens it"
+                ),
+            }
+            .into());
+        }
         self.add_tenant_on(tenant, self.backend.clone())
+    }
+
+    /// Registers `tenant` on its own storage when it names one (opened now, see
+    /// [`crate::storage::open`]), otherwise on the runtime's.
+    pub async fn add_tenant_with_storage(
+        &self,
+        tenant: ResolvedTenant,
+    ) -> Result<Arc<Tenant>, Error> {
+        let backend = match &tenant.storage {
+            Some(storage) => crate::storage::open(storage).await?,
+            None => self.backend.clone(),
+        };
+        self.add_tenant_on(tenant, backend)
     }
 
     /// Registers `tenant` with its own storage `backend`. Its component is loaded (from the
@@ -345,6 +376,17 @@ pub struct Tenant {
     limits: Limits,
     permits: Arc<tokio::sync::Semaphore>,
     http: HttpClient,
+}
+
+// The configuration holds secrets: Debug names the tenant and its policy, never its values.
+impl std::fmt::Debug for Tenant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tenant")
+            .field("id", &self.id)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Tenant {

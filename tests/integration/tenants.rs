@@ -322,3 +322,63 @@ async fn a_live_plugin_swap_under_load_loses_no_call() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_tenant_with_storage_of_its_own_gets_it_and_is_never_put_on_the_runtimes() {
+    let world = World::in_memory().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = world.sandbox.state();
+    let (mini, oa) = (state.mini_app(), state.oa_app());
+    let toml = format!(
+        "[tenants.own]\napi_base = \"{base}\"\nstorage = {{ backend = \"sqlite\", path = \"{path}\" }}\n\
+         [tenants.own.mini_program]\nappid = \"{}\"\nsecret = \"{}\"\n\
+         [tenants.own.official_account]\nappid = \"{}\"\nsecret = \"{}\"\n",
+        mini.appid,
+        mini.secret,
+        oa.appid,
+        oa.secret,
+        base = world.sandbox.base_url(),
+        path = dir.path().join("wxnotify.sqlite3").display(),
+    );
+    let resolve = || {
+        wxnotify::tenant::TenantsFile::parse(&toml, "test")
+            .unwrap()
+            .resolve_all(|_| None)
+            .unwrap()
+            .remove(0)
+    };
+
+    let refused = world.runtime.add_tenant(resolve()).unwrap_err();
+    assert!(
+        refused.to_string().contains("tenant `own`: storage")
+            && refused.to_string().contains("add_tenant_with_storage"),
+        "{refused}"
+    );
+    assert!(
+        world.runtime.tenant("own").is_err(),
+        "nothing was registered"
+    );
+
+    let own = world
+        .runtime
+        .add_tenant_with_storage(resolve())
+        .await
+        .unwrap();
+    let oa_openid = world.new_follower_oa_openid();
+    own.send_notification(&hello(Recipient::OfficialAccount(oa_openid), "own-1"))
+        .await
+        .unwrap();
+    assert!(
+        world.keys("own", "tokens").await.is_empty(),
+        "nothing in the runtime's storage"
+    );
+    let own_storage: wxnotify_store::SharedBackend = Arc::new(wxnotify_tests::sqlite(dir.path()));
+    let (keys, _) = own_storage
+        .list_keys(&wxnotify_store::Scope::new("own", "tokens"), None, 100)
+        .await
+        .unwrap();
+    assert!(
+        !keys.is_empty(),
+        "the token is cached in the tenant's own file"
+    );
+}
