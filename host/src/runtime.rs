@@ -155,8 +155,17 @@ pub struct Runtime {
 
 impl Runtime {
     /// A runtime whose tenants store their keys in `backend` (scoped by tenant) unless they
-    /// are added with their own.
+    /// are added with their own, with the default [`HttpLimits`].
     pub fn new(engine: &Engine, backend: SharedBackend) -> Result<Runtime, Error> {
+        Runtime::with_http_limits(engine, backend, HttpLimits::default())
+    }
+
+    /// [`Runtime::new`], with the timeouts and size limits of its tenants' outgoing HTTP.
+    pub fn with_http_limits(
+        engine: &Engine,
+        backend: SharedBackend,
+        http_limits: HttpLimits,
+    ) -> Result<Runtime, Error> {
         let mut linker = Linker::new(engine.wasmtime());
         let link = |e: wasmtime::Error| Error::Engine(format!("linking WASI: {e:#}"));
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link)?;
@@ -169,7 +178,7 @@ impl Runtime {
             wasi_config::Config::new(&s.config)
         })
         .map_err(link)?;
-        let http = HttpClient::new(HttpLimits::default())
+        let http = HttpClient::new(http_limits)
             .map_err(|e| Error::Engine(format!("TLS configuration: {e}")))?;
         Ok(Runtime {
             engine: engine.clone(),

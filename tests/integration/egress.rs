@@ -75,3 +75,54 @@ async fn a_host_outside_the_allow_list_is_denied_without_a_connection() {
         "nothing reached the sandbox either"
     );
 }
+
+#[tokio::test]
+async fn an_embedder_sets_the_limits_of_outgoing_http() {
+    let world = World::in_memory().await;
+    // Smaller than any token answer: the egress gate cuts it off, whatever the component asks.
+    let limits = wxnotify::wasi_http::HttpLimits {
+        max_response_bytes: 32,
+        ..wxnotify::wasi_http::HttpLimits::default()
+    };
+    let runtime = wxnotify::Runtime::with_http_limits(
+        wxnotify_tests::engine(),
+        world.backend.clone(),
+        limits,
+    )
+    .unwrap();
+    let state = world.sandbox.state();
+    let (mini, oa) = (state.mini_app(), state.oa_app());
+    let toml = format!(
+        "[tenants.small]\napi_base = \"{}\"\n\
+         [tenants.small.mini_program]\nappid = \"{}\"\nsecret = \"{}\"\n\
+         [tenants.small.official_account]\nappid = \"{}\"\nsecret = \"{}\"\n",
+        world.sandbox.base_url(),
+        mini.appid,
+        mini.secret,
+        oa.appid,
+        oa.secret
+    );
+    let file = wxnotify::tenant::TenantsFile::parse(&toml, "test").unwrap();
+    let small = runtime
+        .add_tenant(file.resolve_all(|_| None).unwrap().remove(0))
+        .unwrap();
+    let error = small
+        .send_notification(&template_to(
+            Recipient::OfficialAccount(world.new_follower_oa_openid()),
+            "hi",
+            None,
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::Notify { error: NotifyError::Unavailable(m), .. }
+            if m.contains("stable_token") && m.contains("exceeds limit: 32 bytes")),
+        "{error}"
+    );
+    assert_eq!(
+        world.requests_to("/cgi-bin/message/template/send"),
+        0,
+        "no token, no send"
+    );
+    assert!(world.requests_to("/cgi-bin/stable_token") >= 1);
+}
