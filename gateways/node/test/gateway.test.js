@@ -102,3 +102,21 @@ test('two gateways on one Redis fetch the access token once for 200 concurrent s
   assert.equal(fetches.classic + fetches.stable - (before.classic + before.stable), 1);
   assert.equal(stats.unframed_requests, 0, 'every request carried Content-Length');
 });
+
+test('a Redis that does not answer is a 503 naming it, and a missing secret a 500 naming the key', async () => {
+  // A port nothing listens on: every key-value command fails.
+  const nowhere = gatewayEnv(sandbox, 'redis://127.0.0.1:1', 'no-redis');
+  const gateway = await processes.gateway(nowhere);
+  const user = await follower();
+  const answer = await postJson(gateway, '/v1/notifications', shipped(user.oa_openid));
+  assert.equal(answer.status, 503, JSON.stringify(answer.body));
+  assert.equal(answer.body.error.kind, 'unavailable');
+  assert.match(answer.body.error.message, /redis/);
+
+  const { WXNOTIFY_OA_SECRET: _, ...unconfigured } = gatewayEnv(sandbox, redisUrl, 'no-secret');
+  const misconfigured = await processes.gateway(unconfigured);
+  const refused = await postJson(misconfigured, '/v1/notifications', shipped(user.oa_openid));
+  assert.equal(refused.status, 500, JSON.stringify(refused.body));
+  assert.equal(refused.body.error.kind, 'config');
+  assert.match(refused.body.error.message, /oa_secret/);
+});

@@ -94,8 +94,12 @@ export class Processes {
 
   /** A gateway process with `env` added; returns its base URL. */
   async gateway(env) {
+    // Only the test's own settings: none inherited from the shell running the tests.
+    const inherited = Object.fromEntries(
+      Object.entries(process.env).filter(([name]) => !name.startsWith('WXNOTIFY_')),
+    );
     const { child, line, lines } = await firstLine(process.execPath, [join(root, 'src/server.js')], {
-      env: { ...process.env, WXNOTIFY_BIND: '127.0.0.1:0', ...env },
+      env: { ...inherited, WXNOTIFY_BIND: '127.0.0.1:0', ...env },
     });
     this.track(child);
     lines.on('line', () => {});
