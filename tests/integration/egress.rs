@@ -90,21 +90,8 @@ async fn an_embedder_sets_the_limits_of_outgoing_http() {
         limits,
     )
     .unwrap();
-    let state = world.sandbox.state();
-    let (mini, oa) = (state.mini_app(), state.oa_app());
-    let toml = format!(
-        "[tenants.small]\napi_base = \"{}\"\n\
-         [tenants.small.mini_program]\nappid = \"{}\"\nsecret = \"{}\"\n\
-         [tenants.small.official_account]\nappid = \"{}\"\nsecret = \"{}\"\n",
-        world.sandbox.base_url(),
-        mini.appid,
-        mini.secret,
-        oa.appid,
-        oa.secret
-    );
-    let file = wxnotify::tenant::TenantsFile::parse(&toml, "test").unwrap();
     let small = runtime
-        .add_tenant(file.resolve_all(|_| None).unwrap().remove(0))
+        .add_tenant(world.resolve_tenant("small", None, None, ""))
         .unwrap();
     let error = small
         .send_notification(&template_to(

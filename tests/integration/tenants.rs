@@ -327,26 +327,11 @@ async fn a_live_plugin_swap_under_load_loses_no_call() {
 async fn a_tenant_with_storage_of_its_own_gets_it_and_is_never_put_on_the_runtimes() {
     let world = World::in_memory().await;
     let dir = tempfile::tempdir().unwrap();
-    let state = world.sandbox.state();
-    let (mini, oa) = (state.mini_app(), state.oa_app());
-    let toml = format!(
-        "[tenants.own]\napi_base = \"{base}\"\nstorage = {{ backend = \"sqlite\", path = \"{path}\" }}\n\
-         [tenants.own.mini_program]\nappid = \"{}\"\nsecret = \"{}\"\n\
-         [tenants.own.official_account]\nappid = \"{}\"\nsecret = \"{}\"\n",
-        mini.appid,
-        mini.secret,
-        oa.appid,
-        oa.secret,
-        base = world.sandbox.base_url(),
-        path = dir.path().join("wxnotify.sqlite3").display(),
+    let storage = format!(
+        "storage = {{ backend = \"sqlite\", path = \"{}\" }}",
+        dir.path().join("wxnotify.sqlite3").display()
     );
-    let resolve = || {
-        wxnotify::tenant::TenantsFile::parse(&toml, "test")
-            .unwrap()
-            .resolve_all(|_| None)
-            .unwrap()
-            .remove(0)
-    };
+    let resolve = || world.resolve_tenant("own", None, None, &storage);
 
     let refused = world.runtime.add_tenant(resolve()).unwrap_err();
     assert!(

@@ -11,7 +11,7 @@ use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
 use serde_json::Value;
-use wxnotify::tenant::TenantsFile;
+use wxnotify::tenant::{ResolvedTenant, TenantsFile};
 use wxnotify::{
     ChannelMessage, Delivery, Engine, Notification, Recipient, Runtime, TemplateMessage, Tenant,
     User,
@@ -97,6 +97,21 @@ impl World {
         oa_appid: Option<&str>,
         extra: &str,
     ) -> Arc<Tenant> {
+        self.runtime
+            .add_tenant(self.resolve_tenant(id, mini_appid, oa_appid, extra))
+            .expect("tenant is added")
+    }
+
+    /// Tenant `id` on the sandbox's accounts as the tenants file resolves it, for a runtime of
+    /// the test's own; `mini_appid` / `oa_appid` and `extra` as for
+    /// [`World::add_tenant_with_appids`].
+    pub fn resolve_tenant(
+        &self,
+        id: &str,
+        mini_appid: Option<&str>,
+        oa_appid: Option<&str>,
+        extra: &str,
+    ) -> ResolvedTenant {
         let state = self.sandbox.state();
         let (mini, oa) = (state.mini_app(), state.oa_app());
         let toml = format!(
@@ -110,10 +125,9 @@ impl World {
             base = self.sandbox.base_url(),
         );
         let file = TenantsFile::parse(&toml, "test").expect("tenants file");
-        let mut tenants = file.resolve_all(|_| None).expect("tenant resolves");
-        self.runtime
-            .add_tenant(tenants.remove(0))
-            .expect("tenant is added")
+        file.resolve_all(|_| None)
+            .expect("tenant resolves")
+            .remove(0)
     }
 
     pub fn shop(&self) -> Arc<Tenant> {
