@@ -8,6 +8,7 @@
 //! [engine]                      # shared by every tenant of the process
 //! max_instances = 1000          # component calls running at once, all tenants together
 //! max_memory_mb = 256           # the largest `memory_mb` a tenant may be given
+//! keep_resident_mb = 4          # of each instance, kept in memory between calls (0: none)
 //!
 //! [tenants.shop]
 //! api_base = "https://api.weixin.qq.com"   # default
@@ -78,6 +79,9 @@ pub struct EngineSpec {
     pub max_instances: Option<NonZeroU32>,
     /// The largest linear memory, in MiB, any tenant's `memory_mb` may ask for.
     pub max_memory_mb: Option<NonZeroU32>,
+    /// MiB of each instance kept resident between calls
+    /// ([`EngineOptions::keep_resident_bytes`]); 0 hands every page back to the kernel.
+    pub keep_resident_mb: Option<u32>,
 }
 
 impl EngineSpec {
@@ -90,6 +94,9 @@ impl EngineSpec {
             max_memory_bytes: self
                 .max_memory_mb
                 .map_or(defaults.max_memory_bytes, |mb| (mb.get() as usize) << 20),
+            keep_resident_bytes: self
+                .keep_resident_mb
+                .map_or(defaults.keep_resident_bytes, |mb| (mb as usize) << 20),
             ..defaults
         }
     }
@@ -575,15 +582,23 @@ secret_env = "SHOP_OA_SECRET"
             file.engine.options(defaults.clone()).max_instances,
             defaults.max_instances
         );
-        let sized = format!("[engine]\nmax_instances = 40\nmax_memory_mb = 512\n{GOOD}");
+        let sized = format!(
+            "[engine]\nmax_instances = 40\nmax_memory_mb = 512\nkeep_resident_mb = 0\n{GOOD}"
+        );
         let options = TenantsFile::parse(&sized, "t.toml")
             .unwrap()
             .engine
             .options(defaults.clone());
         assert_eq!(options.max_instances, 40);
         assert_eq!(options.max_memory_bytes, 512 << 20);
+        assert_eq!(options.keep_resident_bytes, 0);
         assert_eq!(options.cache_dir, defaults.cache_dir);
-        for bad in ["max_instances = 0", "max_memory_mb = -1", "pool = 3"] {
+        for bad in [
+            "max_instances = 0",
+            "max_memory_mb = -1",
+            "keep_resident_mb = -1",
+            "pool = 3",
+        ] {
             let error = TenantsFile::parse(&format!("[engine]\n{bad}\n{GOOD}"), "t.toml")
                 .unwrap_err()
                 .to_string();
