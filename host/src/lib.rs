@@ -18,6 +18,13 @@
 //! durable outbox of [`wxnotify_store::outbox`], outbox workers that deliver them, WeChat's
 //! callback routes and Prometheus metrics.
 //!
+//! # Logging
+//!
+//! The crate logs through `tracing` and never logs a credential. wasmtime's WASI bindings,
+//! however, trace every call with its arguments, request paths with access tokens and
+//! AppSecrets among them: a subscriber of your own must keep the targets `wasmtime_wasi` and
+//! `wasmtime_wasi_http` at DEBUG at most (the `wxnotify` binary does).
+//!
 //! # Embedding
 //!
 //! ```no_run

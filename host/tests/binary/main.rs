@@ -9,6 +9,8 @@ mod commands;
 mod serve;
 // `wxnotify serve`'s HTTP API: submission, status, auth, callbacks, operations.
 mod serve_api;
+// No secret in what the commands and the server print, log or answer.
+mod secrets;
 
 use std::ops::{ControlFlow, Deref};
 use std::time::{Duration, Instant};
