@@ -30,8 +30,3 @@ pub const KEYS: [ConfigKey; 11] = [
     key("oa_encoding_aes_key", true),
     key("callback_max_age_secs", false),
 ];
-
-/// The key named `name`, if the component reads it.
-pub fn find(name: &str) -> Option<ConfigKey> {
-    KEYS.iter().copied().find(|key| key.name == name)
-}
