@@ -1,6 +1,8 @@
-//! The WASI HTTP plumbing every wxnotify component needs, written once: send one request and
-//! read its answer ([`send`]), read an incoming request's body within a limit
-//! ([`read_request_body`]), and answer one ([`respond`]), in the JSON shapes of [`wire`].
+//! The WASI plumbing every wxnotify component needs, written once: send one request and read
+//! its answer ([`send`]), read an incoming request's body within a limit
+//! ([`read_request_body`]), answer one ([`respond`]), and — from one implementation of
+//! [`Notify`] — the component's typed exports ([`export_notify!`]) and its JSON API
+//! ([`answer_json_api`]).
 //!
 //! It owns the bindings of the WASI interfaces it uses ([`wasi`]). A component shares them by
 //! generating its world with [`notify_bindings!`], which maps those interfaces to this crate, so
@@ -25,15 +27,18 @@ mod bindings {
 }
 
 pub use bindings::wasi;
-
-pub mod wire;
+/// The contract's plain types, for the macros' expansions.
+pub use wxnotify_contract as contract;
+use wxnotify_contract::json_api::{self, Answer};
+use wxnotify_contract::{Error, Notify};
 
 /// Generates `mod bindings` with the `wechat:notify/notify` world of the WIT directory `$wit`
 /// (relative to the calling crate), its HTTP, I/O and monotonic-clock interfaces taken from
 /// this crate: the one `generate!` of a wxnotify component. The caller depends on
 /// `wit-bindgen` and this crate, and invokes it at its crate root.
 ///
-/// It also converts the generated `error`, `channel` and `delivery` into their [`wire`] forms.
+/// It also converts the generated `wechat:notify/types` both ways to the contract's plain
+/// types ([`wxnotify_contract::wit_conversions!`]).
 #[macro_export]
 macro_rules! notify_bindings {
     ($wit:literal) => {
@@ -52,10 +57,124 @@ macro_rules! notify_bindings {
                 },
                 generate_all,
             });
-        }
 
-        $crate::__wire_from_bindings!();
+            mod contract_conversions {
+                use super::exports::wechat::notify::accounts;
+                use super::wechat::notify::types;
+                $crate::contract::wit_conversions!(types, accounts);
+            }
+        }
     };
+}
+
+/// Implements the `notifier` and `accounts` exports of `$component` (a unit struct that
+/// implements [`Notify`]) by converting each call's arguments to the contract's types and the
+/// result back: the component's logic is written once, against the plain types. Invoke it at
+/// the crate root after [`notify_bindings!`]; the caller still implements
+/// `wasi:http/incoming-handler` and calls `bindings::export!`.
+#[macro_export]
+macro_rules! export_notify {
+    ($component:ident) => {
+        const _: () = {
+            use bindings::exports::wechat::notify::{accounts, notifier};
+            use bindings::wechat::notify::types as wit;
+            use $crate::contract::Notify as _;
+
+            impl notifier::Guest for $component {
+                fn send_notification(
+                    notification: wit::Notification,
+                ) -> Result<wit::Delivery, wit::Error> {
+                    $component
+                        .send_notification(notification.into())
+                        .map(Into::into)
+                        .map_err(Into::into)
+                }
+
+                fn check_notification(notification: wit::Notification) -> Result<(), wit::Error> {
+                    $component
+                        .check_notification(notification.into())
+                        .map_err(Into::into)
+                }
+
+                fn final_status(msgid: i64) -> Result<Option<wit::MessageStatus>, wit::Error> {
+                    $component
+                        .final_status(msgid)
+                        .map(|status| status.map(Into::into))
+                        .map_err(Into::into)
+                }
+
+                fn resolve_user(recipient: wit::Recipient) -> Result<wit::User, wit::Error> {
+                    $component
+                        .resolve_user(recipient.into())
+                        .map(Into::into)
+                        .map_err(Into::into)
+                }
+            }
+
+            impl accounts::Guest for $component {
+                fn login(js_code: String) -> Result<wit::User, wit::Error> {
+                    $component
+                        .login(js_code)
+                        .map(Into::into)
+                        .map_err(Into::into)
+                }
+
+                fn decrypt_user_data(
+                    mini_openid: String,
+                    encrypted_data: String,
+                    iv: String,
+                ) -> Result<String, wit::Error> {
+                    $component
+                        .decrypt_user_data(mini_openid, encrypted_data, iv)
+                        .map_err(Into::into)
+                }
+
+                fn sync_followers(restart: bool) -> Result<accounts::SyncProgress, wit::Error> {
+                    $component
+                        .sync_followers(restart)
+                        .map(Into::into)
+                        .map_err(Into::into)
+                }
+            }
+        };
+    };
+}
+
+/// JSON API requests are small documents; larger bodies are refused unread.
+pub const MAX_API_BODY_BYTES: usize = 256 * 1024;
+
+/// Answers `request` from the JSON API ([`json_api::answer`]) over `api`, reading its body (at
+/// most [`MAX_API_BODY_BYTES`]) only for the routes that take one.
+pub fn answer_json_api(api: &impl Notify, request: &IncomingRequest) -> Answer {
+    let path_with_query = request.path_with_query().unwrap_or_default();
+    let path = path_with_query
+        .split_once('?')
+        .map_or(path_with_query.as_str(), |(path, _)| path);
+    let method = match request.method() {
+        WasiMethod::Get => json_api::Method::Get,
+        WasiMethod::Post => json_api::Method::Post,
+        _ => json_api::Method::Other,
+    };
+    json_api::answer(api, method, path, || {
+        read_request_body(request, MAX_API_BODY_BYTES).map_err(|e| match e {
+            BodyError::TooLarge => Error::InvalidInput(format!(
+                "request body larger than {MAX_API_BODY_BYTES} bytes"
+            )),
+            BodyError::Unreadable(m) => {
+                Error::InvalidInput(format!("reading the request body: {m}"))
+            }
+        })
+    })
+}
+
+/// Sends `answer` as `application/json`.
+pub fn respond_json(out: ResponseOutparam, answer: &Answer) {
+    respond(
+        out,
+        answer.status,
+        "application/json",
+        answer.body.to_string().as_bytes(),
+    );
 }
 
 use wasi::http::outgoing_handler;

@@ -229,7 +229,7 @@ fn store_latest<E: Env>(env: &E, key: &str, at: i64, value: &[u8]) -> Result<()>
             return Ok(());
         }
     }
-    Err(Error::Unavailable(format!(
+    Err(Error::unavailable(format!(
         "key `{key}` changed {CAS_ROUNDS} times while a push was being recorded"
     )))
 }
@@ -588,7 +588,7 @@ mod tests {
         *env.user_info.borrow_mut() = None;
         let err = post(&env, oa, &push).unwrap_err();
         assert!(
-            matches!(&err, CallbackError::Failed(Error::Unavailable(_))),
+            matches!(&err, CallbackError::Failed(Error::Unavailable { .. })),
             "{err}"
         );
         assert!(env.markers().is_empty(), "{:?}", env.markers());
@@ -605,7 +605,7 @@ mod tests {
         env.fail_deletes.set(true);
         assert!(matches!(
             post(&env, oa, &push),
-            Err(CallbackError::Failed(Error::Unavailable(m))) if m.contains("connection refused")
+            Err(CallbackError::Failed(Error::Unavailable { message: m, .. })) if m.contains("connection refused")
         ));
     }
 

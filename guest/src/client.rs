@@ -11,7 +11,7 @@ use crate::wechat::error::{ApiError, Error, Result};
 use crate::wechat::token::{self, CachedToken};
 use crate::wechat::users::{self, OaRecord, SyncCursor};
 use crate::wechat::{crypto, message, query};
-use crate::wit;
+use wxnotify_contract as contract;
 
 /// Calls made when WeChat is busy (-1) or unreachable, before giving up.
 const MAX_ATTEMPTS: u32 = 3;
@@ -32,25 +32,36 @@ struct Called<T> {
     attempts: u32,
 }
 
-/// A delivered notification, with internal errors for the channels that failed.
+/// A delivered notification, with the errors of the channels that failed before.
 #[derive(Debug)]
 pub struct Delivered {
-    pub channel: wit::Channel,
+    pub channel: contract::Channel,
     pub msgid: Option<i64>,
     pub openid: String,
     pub attempts: u32,
     pub truncated: Vec<String>,
-    pub failures: Vec<(wit::Channel, Error)>,
+    pub failures: Vec<(contract::Channel, Error)>,
+}
+
+impl From<Delivered> for contract::Delivery {
+    fn from(delivered: Delivered) -> Self {
+        contract::Delivery {
+            channel: delivered.channel,
+            msgid: delivered.msgid,
+            openid: delivered.openid,
+            attempts: delivered.attempts,
+            truncated: delivered.truncated,
+            failures: delivered
+                .failures
+                .into_iter()
+                .map(|(channel, error)| contract::ChannelFailure { channel, error })
+                .collect(),
+        }
+    }
 }
 
 /// Progress of one `sync-followers` call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SyncProgress {
-    pub total: u32,
-    pub synced: u32,
-    pub mapped: u32,
-    pub done: bool,
-}
+pub use contract::SyncProgress;
 
 pub struct WeChat<'e, E: Env> {
     env: &'e E,
@@ -65,7 +76,7 @@ impl<'e, E: Env> WeChat<'e, E> {
 
     // ---------------------------------------------------------------- sending
 
-    pub fn send_notification(&self, notification: &wit::Notification) -> Result<Delivered> {
+    pub fn send_notification(&self, notification: &contract::Notification) -> Result<Delivered> {
         // Every channel is checked before the first call, so a malformed notification costs
         // no request and no one-time authorisation.
         let channels = self.check_notification(notification)?;
@@ -94,11 +105,14 @@ impl<'e, E: Env> WeChat<'e, E> {
 
     /// Checks `notification` as sending would before its first call — recipient id, every
     /// channel's values — without sending anything; returns the checked channels.
-    pub fn check_notification(&self, notification: &wit::Notification) -> Result<Vec<Prepared>> {
+    pub fn check_notification(
+        &self,
+        notification: &contract::Notification,
+    ) -> Result<Vec<Prepared>> {
         match &notification.recipient {
-            wit::Recipient::MiniProgram(id) => checked("mini-program openid", id)?,
-            wit::Recipient::OfficialAccount(id) => checked("official-account openid", id)?,
-            wit::Recipient::Union(id) => checked("unionid", id)?,
+            contract::Recipient::MiniProgram(id) => checked("mini-program openid", id)?,
+            contract::Recipient::OfficialAccount(id) => checked("official-account openid", id)?,
+            contract::Recipient::Union(id) => checked("unionid", id)?,
         }
         if notification.channels.is_empty() {
             return Err(Error::InvalidInput("notification has no channels".into()));
@@ -119,19 +133,19 @@ impl<'e, E: Env> WeChat<'e, E> {
             .and_then(|bytes| serde_json::from_slice(&bytes).ok()))
     }
 
-    fn prepare(&self, channel: &wit::ChannelMessage) -> Result<Prepared> {
+    fn prepare(&self, channel: &contract::ChannelMessage) -> Result<Prepared> {
         Ok(match channel {
-            wit::ChannelMessage::TemplateMessage(m) => {
+            contract::ChannelMessage::TemplateMessage(m) => {
                 message::check_template(m)?;
                 Prepared::Template(m.clone())
             }
-            wit::ChannelMessage::UniformLegacy(m) => {
+            contract::ChannelMessage::UniformLegacy(m) => {
                 let template =
                     message::from_uniform(m, self.config.appid(AccountKind::OfficialAccount))?;
                 message::check_template(&template)?;
                 Prepared::Template(template)
             }
-            wit::ChannelMessage::SubscribeMessage(m) => {
+            contract::ChannelMessage::SubscribeMessage(m) => {
                 message::check_subscribe(m)?;
                 Prepared::Subscribe(m.clone())
             }
@@ -140,8 +154,8 @@ impl<'e, E: Env> WeChat<'e, E> {
 
     fn send_template(
         &self,
-        recipient: &wit::Recipient,
-        message: &wit::TemplateMessage,
+        recipient: &contract::Recipient,
+        message: &contract::TemplateMessage,
         idempotency_key: Option<&str>,
     ) -> Result<Delivered> {
         let openid = self.oa_openid_of(recipient)?;
@@ -177,7 +191,7 @@ impl<'e, E: Env> WeChat<'e, E> {
         }
         let sent = sent?;
         Ok(Delivered {
-            channel: wit::Channel::TemplateMessage,
+            channel: contract::Channel::TemplateMessage,
             msgid: Some(sent.value.msgid),
             openid,
             attempts: sent.attempts,
@@ -188,8 +202,8 @@ impl<'e, E: Env> WeChat<'e, E> {
 
     fn send_subscribe(
         &self,
-        recipient: &wit::Recipient,
-        message: &wit::SubscribeMessage,
+        recipient: &contract::Recipient,
+        message: &contract::SubscribeMessage,
     ) -> Result<Delivered> {
         let openid = self.mini_openid_of(recipient)?;
         self.check_subscription(&openid, &message.template_id)?;
@@ -208,7 +222,7 @@ impl<'e, E: Env> WeChat<'e, E> {
             },
         )?;
         Ok(Delivered {
-            channel: wit::Channel::SubscribeMessage,
+            channel: contract::Channel::SubscribeMessage,
             msgid: None,
             openid,
             attempts: sent.attempts,
@@ -243,13 +257,13 @@ impl<'e, E: Env> WeChat<'e, E> {
     // ---------------------------------------------------------------- identity
 
     /// The OA openid a template message must go to.
-    fn oa_openid_of(&self, recipient: &wit::Recipient) -> Result<String> {
+    fn oa_openid_of(&self, recipient: &contract::Recipient) -> Result<String> {
         let (openid, described) = match recipient {
-            wit::Recipient::OfficialAccount(openid) => {
+            contract::Recipient::OfficialAccount(openid) => {
                 checked("official-account openid", openid)?;
                 (openid.clone(), format!("official-account openid {openid}"))
             }
-            wit::Recipient::MiniProgram(mini) => {
+            contract::Recipient::MiniProgram(mini) => {
                 checked("mini-program openid", mini)?;
                 let unionid = self
                     .read_string(Bucket::Users, &users::mini_unionid(mini))?
@@ -269,7 +283,7 @@ impl<'e, E: Env> WeChat<'e, E> {
                 let described = format!("official-account openid {openid} (unionid {unionid})");
                 (openid, described)
             }
-            wit::Recipient::Union(unionid) => {
+            contract::Recipient::Union(unionid) => {
                 checked("unionid", unionid)?;
                 let openid = self
                     .read_string(Bucket::Users, &users::union_oa(unionid))?
@@ -297,18 +311,18 @@ impl<'e, E: Env> WeChat<'e, E> {
     }
 
     /// The mini-program openid a subscribe message must go to.
-    fn mini_openid_of(&self, recipient: &wit::Recipient) -> Result<String> {
+    fn mini_openid_of(&self, recipient: &contract::Recipient) -> Result<String> {
         let unionid =
             match recipient {
-                wit::Recipient::MiniProgram(openid) => {
+                contract::Recipient::MiniProgram(openid) => {
                     checked("mini-program openid", openid)?;
                     return Ok(openid.clone());
                 }
-                wit::Recipient::Union(unionid) => {
+                contract::Recipient::Union(unionid) => {
                     checked("unionid", unionid)?;
                     unionid.clone()
                 }
-                wit::Recipient::OfficialAccount(openid) => {
+                contract::Recipient::OfficialAccount(openid) => {
                     checked("official-account openid", openid)?;
                     self.oa_record(openid)?.and_then(|r| r.unionid).ok_or_else(|| {
                     Error::NotFound(format!(
@@ -329,24 +343,24 @@ impl<'e, E: Env> WeChat<'e, E> {
 
     /// Every identity known for `recipient`; an OA openid with no known unionid is looked up
     /// with `user/info`.
-    pub fn resolve_user(&self, recipient: &wit::Recipient) -> Result<wit::User> {
-        let mut user = wit::User {
+    pub fn resolve_user(&self, recipient: &contract::Recipient) -> Result<contract::User> {
+        let mut user = contract::User {
             mini_openid: None,
             unionid: None,
             oa_openid: None,
             follows_oa: None,
         };
         match recipient {
-            wit::Recipient::MiniProgram(openid) => {
+            contract::Recipient::MiniProgram(openid) => {
                 checked("mini-program openid", openid)?;
                 user.mini_openid = Some(openid.clone());
                 user.unionid = self.read_string(Bucket::Users, &users::mini_unionid(openid))?;
             }
-            wit::Recipient::Union(unionid) => {
+            contract::Recipient::Union(unionid) => {
                 checked("unionid", unionid)?;
                 user.unionid = Some(unionid.clone());
             }
-            wit::Recipient::OfficialAccount(openid) => {
+            contract::Recipient::OfficialAccount(openid) => {
                 checked("official-account openid", openid)?;
                 let record = match self.oa_record(openid)? {
                     Some(record) if record.is_current(self.now_secs()) => record,
@@ -371,15 +385,15 @@ impl<'e, E: Env> WeChat<'e, E> {
             user.follows_oa = self.oa_record(oa)?.map(|r| r.follows);
         }
         let nothing_known = match recipient {
-            wit::Recipient::MiniProgram(openid) => {
+            contract::Recipient::MiniProgram(openid) => {
                 user.unionid.is_none()
                     && self
                         .env
                         .get(Bucket::Users, &users::mini_session_key(openid))?
                         .is_none()
             }
-            wit::Recipient::Union(_) => user.mini_openid.is_none() && user.oa_openid.is_none(),
-            wit::Recipient::OfficialAccount(_) => false,
+            contract::Recipient::Union(_) => user.mini_openid.is_none() && user.oa_openid.is_none(),
+            contract::Recipient::OfficialAccount(_) => false,
         };
         if nothing_known {
             return Err(Error::NotFound(format!(
@@ -488,7 +502,7 @@ impl<'e, E: Env> WeChat<'e, E> {
 
     // ---------------------------------------------------------------- accounts
 
-    pub fn login(&self, js_code: &str) -> Result<wit::User> {
+    pub fn login(&self, js_code: &str) -> Result<contract::User> {
         if js_code.trim().is_empty() {
             return Err(Error::InvalidInput("js_code is empty".into()));
         }
@@ -514,7 +528,7 @@ impl<'e, E: Env> WeChat<'e, E> {
         )?;
         let session = session.value;
         checked("mini-program openid from jscode2session", &session.openid)
-            .map_err(|e| Error::Unavailable(e.to_string()))?;
+            .map_err(|e| Error::unavailable(e.to_string()))?;
         let mut entries = vec![(
             users::mini_session_key(&session.openid),
             session.session_key.into_bytes(),
@@ -532,8 +546,8 @@ impl<'e, E: Env> WeChat<'e, E> {
         }
         self.env.set_many(Bucket::Users, entries)?;
         // Unionid may have been learned before (decrypted user data), so resolve from storage.
-        self.resolve_user(&wit::Recipient::MiniProgram(session.openid.clone()))
-            .or(Ok(wit::User {
+        self.resolve_user(&contract::Recipient::MiniProgram(session.openid.clone()))
+            .or(Ok(contract::User {
                 mini_openid: Some(session.openid),
                 unionid,
                 oa_openid: None,
@@ -750,13 +764,13 @@ impl<'e, E: Env> WeChat<'e, E> {
             *attempts += 1;
             let outcome = match self.env.http(request) {
                 Ok(Response { status, body }) => api::parse::<T>(endpoint, status, &body),
-                Err(Failure::Failed(why)) => Err(Error::Unavailable(why)),
+                Err(Failure::Failed(why)) => Err(Error::unavailable(why)),
                 // The egress policy will deny the retry too: the tenant's configuration must change.
                 Err(Failure::Denied(why)) => Err(Error::Config(why)),
             };
             let retryable = match &outcome {
                 Ok(Err(api)) => api::classify(api.errcode) == ErrcodeClass::Busy,
-                Err(Error::Unavailable(_)) => true,
+                Err(Error::Unavailable { .. }) => true,
                 _ => false,
             };
             if !retryable || tries >= MAX_ATTEMPTS {
@@ -816,7 +830,7 @@ impl<'e, E: Env> WeChat<'e, E> {
                 }
             }
             if now >= give_up_at {
-                return Err(Error::Unavailable(format!(
+                return Err(Error::unavailable(format!(
                     "timed out waiting for another caller to refresh the access token of {}",
                     account.appid
                 )));
@@ -892,22 +906,22 @@ impl<'e, E: Env> WeChat<'e, E> {
 
 /// A channel message checked and ready to send.
 pub enum Prepared {
-    Template(wit::TemplateMessage),
-    Subscribe(wit::SubscribeMessage),
+    Template(contract::TemplateMessage),
+    Subscribe(contract::SubscribeMessage),
 }
 
 impl Prepared {
-    fn kind(&self) -> wit::Channel {
+    fn kind(&self) -> contract::Channel {
         match self {
-            Prepared::Template(_) => wit::Channel::TemplateMessage,
-            Prepared::Subscribe(_) => wit::Channel::SubscribeMessage,
+            Prepared::Template(_) => contract::Channel::TemplateMessage,
+            Prepared::Subscribe(_) => contract::Channel::SubscribeMessage,
         }
     }
 }
 
 /// The error reported when no channel delivered: the first retryable one if any, so a caller
 /// that retries on `unavailable`/`quota` retries this notification; otherwise the last.
-fn choose_failure(mut failures: Vec<(wit::Channel, Error)>) -> Error {
+fn choose_failure(mut failures: Vec<(contract::Channel, Error)>) -> Error {
     if let Some(index) = failures.iter().position(|(_, e)| e.is_retryable()) {
         return failures.swap_remove(index).1;
     }
@@ -941,10 +955,10 @@ fn checked(kind: &str, id: &str) -> Result<()> {
     users::check_id(kind, id).map_err(Error::InvalidInput)
 }
 
-fn describe(recipient: &wit::Recipient) -> String {
+fn describe(recipient: &contract::Recipient) -> String {
     match recipient {
-        wit::Recipient::MiniProgram(id) => format!("mini-program openid {id}"),
-        wit::Recipient::OfficialAccount(id) => format!("official-account openid {id}"),
-        wit::Recipient::Union(id) => format!("unionid {id}"),
+        contract::Recipient::MiniProgram(id) => format!("mini-program openid {id}"),
+        contract::Recipient::OfficialAccount(id) => format!("official-account openid {id}"),
+        contract::Recipient::Union(id) => format!("unionid {id}"),
     }
 }

@@ -22,5 +22,8 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use exports::wechat::notify::accounts::SyncProgress;
-pub use wechat::notify::types::*;
+mod contract_conversions {
+    use super::exports::wechat::notify::accounts;
+    use super::wechat::notify::types;
+    wxnotify_contract::wit_conversions!(types, accounts);
+}

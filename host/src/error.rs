@@ -1,10 +1,9 @@
 //! Errors of the host library.
 
-use crate::bindings;
-
 /// The error a component returned: what WeChat (or the component's own checks) said, phrased
-/// as what to do about it. See `wit/types.wit`.
-pub type NotifyError = bindings::Error;
+/// as what to do about it (`wit/types.wit`), with its JSON and what it means for a retry
+/// ([`NotifyError::retry`]).
+pub type NotifyError = wxnotify_contract::Error;
 
 /// Why a tenants file cannot be used. Every case names the tenant and the field.
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +68,7 @@ pub enum Error {
     #[error("tenant `{0}` is not configured")]
     UnknownTenant(String),
     /// The component answered with an error.
-    #[error("tenant `{tenant}`: {}", describe(error))]
+    #[error("tenant `{tenant}`: {error}")]
     Notify {
         /// The tenant.
         tenant: String,
@@ -115,23 +114,5 @@ impl Error {
             Error::Notify { error, .. } => Some(error),
             _ => None,
         }
-    }
-}
-
-/// `error` as a sentence: the case in words, then WeChat's errcode and errmsg or the reason.
-pub fn describe(error: &NotifyError) -> String {
-    let api = |what: &str, e: &bindings::ApiError| {
-        format!("{what} (errcode {}: {})", e.errcode, e.errmsg)
-    };
-    match error {
-        NotifyError::InvalidInput(m) => format!("invalid input: {m}"),
-        NotifyError::NotFound(m) => format!("not found: {m}"),
-        NotifyError::Refused(e) => api("refused by the user", e),
-        NotifyError::Rejected(e) => api("rejected by WeChat", e),
-        NotifyError::Quota(e) => api("quota exhausted", e),
-        NotifyError::Auth(e) => api("credentials rejected", e),
-        NotifyError::Unavailable(m) => format!("unavailable: {m}"),
-        NotifyError::Config(m) => format!("configuration: {m}"),
-        NotifyError::Api(e) => api("WeChat API error", e),
     }
 }

@@ -6,13 +6,18 @@
 //! | capability | module | what backs it |
 //! |---|---|---|
 //! | `wasi:http/outgoing-handler` | [`wasi_http`] | the tenant's allow-list, then HTTPS |
-//! | `wasi:keyvalue/{store,atomics,batch}` | [`wasi_keyvalue`] | a [`wxnotify_store`] backend, keys scoped by tenant |
+//! | `wasi:keyvalue/{store,atomics,batch}` | [`wasi_keyvalue`] | a [`wxnotify_store`] backend, keys scoped by tenant ([`storage`]) |
 //! | `wasi:config/store` | [`wasi_config`] | the tenant's accounts, secrets from the environment |
 //!
-//! and drives what it exports: [`Tenant::send_notification`] and [`Tenant::resolve_user`]
-//! (`notifier`), [`Tenant::login`], [`Tenant::decrypt_user_data`] and
-//! [`Tenant::sync_followers`] (`accounts`), and [`Tenant::handle_http`] (the component's JSON API
-//! over `wasi:http/incoming-handler`).
+//! and drives what it exports, with the contract's plain types ([`contract`]):
+//! [`Tenant::send_notification`], [`Tenant::check_notification`], [`Tenant::final_status`] and
+//! [`Tenant::resolve_user`] (`notifier`), [`Tenant::login`], [`Tenant::decrypt_user_data`] and
+//! [`Tenant::sync_followers`] (`accounts`), and [`Tenant::handle_http`] (the component's
+//! `wasi:http/incoming-handler`: its JSON API and WeChat's callback URLs).
+//!
+//! Layout: `capabilities/` (what the component imports), `exports/` (calling what it exports),
+//! [`serve`], and the `wxnotify` binary's CLI behind the default feature `cli` (an embedder
+//! turns default features off and compiles no CLI, no sandbox, no progress bars).
 //!
 //! [`serve`] is the HTTP service (`wxnotify serve`): an API that accepts notifications into the
 //! durable outbox of [`wxnotify_store::outbox`], outbox workers that deliver them, WeChat's
@@ -72,25 +77,25 @@
 
 #![deny(missing_docs)]
 
-mod accounts;
 mod bindings;
+mod capabilities;
 pub mod engine;
 pub mod error;
-mod incoming_handler;
-mod notifier;
+mod exports;
 mod runtime;
 pub mod serve;
-pub mod storage;
 pub mod tenant;
 mod unclassified;
-pub mod wasi_config;
-pub mod wasi_http;
-pub mod wasi_keyvalue;
 
-pub use bindings::{
-    ApiError, Channel, ChannelFailure, ChannelMessage, Delivery, MiniprogramPage, MiniprogramState,
-    Notification, Recipient, SubscribeMessage, SyncProgress, TemplateMessage, UniformMessage, User,
-};
+pub use capabilities::{storage, wasi_config, wasi_http, wasi_keyvalue};
+
 pub use engine::{CompiledFrom, Engine, EngineOptions};
 pub use error::{ConfigError, Error, NotifyError};
 pub use runtime::{BUILTIN_COMPONENT, HostState, Limits, Runtime, SendRate, Tenant};
+/// The contract's plain types, their JSON view and the components' JSON API.
+pub use wxnotify_contract as contract;
+pub use wxnotify_contract::{
+    ApiError, Channel, ChannelFailure, ChannelMessage, Delivery, MessageStatus, MiniprogramPage,
+    MiniprogramState, Notification, Recipient, Retry, SubscribeMessage, SyncProgress,
+    TemplateMessage, UniformMessage, User,
+};

@@ -448,12 +448,9 @@ impl Tenant {
     }
 
     /// Runs `call` on a fresh instance within the tenant's limits.
-    pub(crate) async fn run<T>(
+    pub(crate) async fn run<T, E: Into<NotifyError>>(
         &self,
-        call: impl AsyncFnOnce(
-            &mut Store<HostState>,
-            &Notify,
-        ) -> wasmtime::Result<Result<T, NotifyError>>,
+        call: impl AsyncFnOnce(&mut Store<HostState>, &Notify) -> wasmtime::Result<Result<T, E>>,
     ) -> Result<T, Error> {
         let deadline = Instant::now() + self.limits.deadline;
         let work = async {
@@ -479,6 +476,7 @@ impl Tenant {
             match outcome {
                 Ok(Ok(value)) => Ok(value),
                 Ok(Err(error)) => {
+                    let error = error.into();
                     crate::unclassified::note_error(&self.id, &error);
                     Err(Error::Notify {
                         tenant: self.id.to_string(),

@@ -1,11 +1,9 @@
 //! WeChat errcodes the component has no class for yet. It passes them through as the `api`
 //! error; the host logs each errcode once per process, with WeChat's text, so that it can be
-//! classified (in `guest/src/wechat/api.rs`) instead of being read as a fault forever.
+//! classified (in `rules/src/errcodes.rs`) instead of being read as a fault forever.
 
 use std::collections::HashSet;
 use std::sync::{LazyLock, Mutex, PoisonError};
-
-use serde_json::Value;
 
 use crate::error::NotifyError;
 
@@ -37,38 +35,6 @@ pub(crate) fn note_error(tenant: &str, error: &NotifyError) {
     }
 }
 
-/// Notes the `api` errors of a component's JSON answer: its `error`, or the `failures` of a
-/// delivery. Answers without one (nearly all) are not parsed.
-pub(crate) fn note_answer(tenant: &str, body: &[u8]) {
-    const API_KIND: &[u8] = br#""kind":"api""#;
-    if !body
-        .windows(API_KIND.len())
-        .any(|window| window == API_KIND)
-    {
-        return;
-    }
-    let Ok(answer) = serde_json::from_slice::<Value>(body) else {
-        return;
-    };
-    let failures = answer
-        .get("failures")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|failure| failure.get("error"));
-    for error in answer.get("error").into_iter().chain(failures) {
-        if error.get("kind").and_then(Value::as_str) == Some("api")
-            && let Some(errcode) = error.get("errcode").and_then(Value::as_i64)
-        {
-            let errmsg = error
-                .get("errmsg")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            note(tenant, errcode, errmsg);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,25 +51,11 @@ mod tests {
     }
 
     #[test]
-    fn api_errors_are_found_in_answers_and_delivery_failures() {
-        note_answer(
-            "shop",
-            br#"{"error":{"kind":"api","message":"errcode 91003: x","errcode":91003,"errmsg":"x"}}"#,
-        );
-        note_answer(
-            "shop",
-            br#"{"channel":"subscribe_message","failures":[{"channel":"template_message","error":{"kind":"api","message":"errcode 91004: y","errcode":91004,"errmsg":"y"}}]}"#,
-        );
-        // Classified errors and other kinds are not noted.
-        note_answer(
-            "shop",
-            br#"{"error":{"kind":"rejected","message":"errcode 91005: z","errcode":91005,"errmsg":"z"}}"#,
-        );
+    fn only_api_errors_are_noted() {
+        use wxnotify_contract::ApiError;
+        note_error("shop", &NotifyError::Api(ApiError::new(91_003, "x")));
+        note_error("shop", &NotifyError::Rejected(ApiError::new(91_005, "z")));
         assert!(!note("shop", 91_003, "x"), "already noted from the error");
-        assert!(
-            !note("shop", 91_004, "y"),
-            "already noted from the failures"
-        );
         assert!(note("shop", 91_005, "z"), "a rejection is classified");
     }
 }

@@ -14,7 +14,8 @@
 //!
 //! Beside the message rules, the other platform facts more than one crate needs: WeChat's day
 //! ([`china_time`]: quotas reset at 00:00 UTC+8), which URL parameters are credentials
-//! ([`credentials`]), and the configuration keys of the component ([`config_keys`]).
+//! ([`credentials`]), what errcodes mean ([`errcodes`]), and the configuration keys of the
+//! component ([`config_keys`]).
 //!
 //! The crate has no dependencies and performs no I/O, so it builds for `wasm32-wasip2` as well
 //! as natively.
@@ -86,6 +87,7 @@ pub mod config_keys;
 pub mod credentials;
 mod datetime;
 mod display;
+pub mod errcodes;
 mod error;
 mod keyword;
 

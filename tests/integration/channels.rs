@@ -295,7 +295,7 @@ async fn a_busy_platform_is_retried_with_backoff_then_reported_unavailable() {
         matches!(
             error,
             Error::Notify {
-                error: NotifyError::Unavailable(_),
+                error: NotifyError::Unavailable { .. },
                 ..
             }
         ),
@@ -338,7 +338,7 @@ async fn a_send_quota_is_final_for_this_call_and_says_so() {
         .await
         .unwrap_err();
     assert!(
-        matches!(error, Error::Notify { error: NotifyError::Quota(ref api), .. } if api.errcode == 45009),
+        matches!(error, Error::Notify { error: NotifyError::Quota { error: ref api, .. }, .. } if api.errcode == 45009),
         "{error}"
     );
     assert_eq!(
@@ -381,7 +381,7 @@ async fn a_concurrent_send_to_the_same_user_is_retried_shortly() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&error, Error::Notify { error: NotifyError::Unavailable(m), .. } if m.contains("43108")),
+        matches!(&error, Error::Notify { error: NotifyError::Unavailable { message: m, .. }, .. } if m.contains("43108")),
         "{error}"
     );
     assert_eq!(world.requests_to(SUBSCRIBE_SEND), 3, "bounded, as for -1");

@@ -102,7 +102,7 @@ async fn an_embedder_sets_the_limits_of_outgoing_http() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&error, Error::Notify { error: NotifyError::Unavailable(m), .. }
+        matches!(&error, Error::Notify { error: NotifyError::Unavailable { message: m, .. }, .. }
             if m.contains("stable_token") && m.contains("exceeds limit: 32 bytes")),
         "{error}"
     );

@@ -175,7 +175,7 @@ async fn the_21st_message_within_a_minute_is_a_quota_error() {
         .await
         .unwrap_err();
     assert!(
-        matches!(error.notify_error(), Some(NotifyError::Quota(api)) if api.errcode == 45009),
+        matches!(error.notify_error(), Some(NotifyError::Quota { error: api, .. }) if api.errcode == 45009),
         "{error}"
     );
     assert_eq!(
@@ -214,7 +214,7 @@ async fn a_busy_robot_is_retried_once_then_reported_unavailable() {
         .await
         .unwrap_err();
     assert!(
-        matches!(error.notify_error(), Some(NotifyError::Unavailable(m)) if m.contains("busy")),
+        matches!(error.notify_error(), Some(NotifyError::Unavailable { message: m, .. }) if m.contains("busy")),
         "{error}"
     );
     let errcodes: Vec<i64> = sandbox.requests().iter().map(|r| r.errcode).collect();
@@ -325,13 +325,13 @@ async fn identity_calls_get_a_clear_config_error() {
 }
 
 #[tokio::test]
-async fn the_outbox_route_takes_the_built_in_components_json() {
+async fn its_json_api_takes_the_built_in_components_json() {
     let world = World::in_memory().await;
     let sandbox = world.sandbox.state();
     sandbox.add_robot(ROBOT_KEY);
     let staging = robot_tenant(&world, "staging", Some(ROBOT_KEY));
 
-    // The payload `wxnotify serve` stores and its outbox workers post. Written out, not built
+    // The payload a gateway posts (and `wxnotify serve` stores). Written out, not built
     // with `json!` (whose objects sort their keys), so the keyword order is the caller's.
     let payload = r#"{
         "recipient": {"mini_program": "mini-openid-7"},
@@ -364,10 +364,14 @@ async fn the_outbox_route_takes_the_built_in_components_json() {
         (status, &error["error"]["kind"]),
         (400, &json!("invalid_input"))
     );
+    // The JSON API is derived from the same implementation as the typed exports, so a route
+    // the plugin does not serve answers what the export does.
     let (status, error) = call(&staging, "GET", "/v1/users/mini/mini-openid-7", "").await;
-    assert_eq!(
-        (status, &error["error"]["kind"]),
-        (404, &json!("not_found"))
+    assert_eq!((status, &error["error"]["kind"]), (500, &json!("config")));
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("wecom-robot plugin does not serve notifier.resolve-user"),
+        "{message}"
     );
     let (status, _) = call(&staging, "GET", "/v1/notifications", "").await;
     assert_eq!(status, 405);

@@ -164,7 +164,7 @@ async fn a_token_quota_surfaces_as_quota_with_the_errmsg() {
         .unwrap_err()
     {
         Error::Notify {
-            error: NotifyError::Quota(api),
+            error: NotifyError::Quota { error: api, .. },
             ..
         } => {
             assert_eq!(api.errcode, 45009);

@@ -4,57 +4,20 @@ use serde::de::DeserializeOwned;
 
 use super::error::{ApiError, Error};
 
-/// What an errcode means for the caller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrcodeClass {
-    /// The access token used is stale, expired or malformed: refresh and retry once.
-    TokenInvalid,
-    /// The platform was busy, or is still handling another send to the same user: retry
-    /// shortly, with backoff.
-    Busy,
-    Refused,
-    Rejected,
-    Quota,
-    Auth,
-    Other,
-}
-
-/// WeChat's answer to a second send to a user while the first is still being handled.
-pub const CONCURRENT_SEND: i32 = 43108;
-
-/// Classifies a non-zero errcode (see wechat-api.md §1.3, §2.1, §4, §6 and §9).
-pub fn classify(errcode: i32) -> ErrcodeClass {
-    match errcode {
-        40001 | 40014 | 42001 => ErrcodeClass::TokenInvalid,
-        -1 | CONCURRENT_SEND => ErrcodeClass::Busy,
-        // The user declined: no authorisation left, not following, blacklisted, login blocked,
-        // outside the customer-service reply window.
-        43101 | 43004 | 43019 | 40226 | 45015 => ErrcodeClass::Refused,
-        // The request itself is wrong: openid, template, data, page, retired API, login code,
-        // sensitive words in the content, a quota query's path.
-        40003 | 40029 | 40032 | 40036 | 40037 | 40163 | 40165 | 41030 | 45103 | 45109 | 45168
-        | 47001 | 47003 | 76003 | 76021 | 76022 => ErrcodeClass::Rejected,
-        45009 | 45011 | 45047 | 48006 => ErrcodeClass::Quota,
-        // Credentials, whitelist and account state (a frozen account, a banned capability):
-        // only a configuration change helps.
-        40002 | 40013 | 40125 | 40164 | 40243 | 41002 | 41004 | 43107 | 48001 | 50004 | 50007
-        | 61004 | 89501 | 89503 | 89506 | 89507 => ErrcodeClass::Auth,
-        _ => ErrcodeClass::Other,
-    }
-}
+pub use wxnotify_rules::errcodes::{CONCURRENT_SEND, ErrcodeClass, classify};
 
 /// The typed error for a non-zero errcode.
 pub fn error_for(api: ApiError) -> Error {
     match classify(api.errcode) {
         ErrcodeClass::Refused => Error::Refused(api),
         ErrcodeClass::Rejected => Error::Rejected(api),
-        ErrcodeClass::Quota => Error::Quota(api),
+        ErrcodeClass::Quota => Error::quota(api),
         // A token still invalid after the one permitted refresh is a credentials problem.
         ErrcodeClass::TokenInvalid | ErrcodeClass::Auth => Error::Auth(api),
-        ErrcodeClass::Busy if api.errcode == CONCURRENT_SEND => Error::Unavailable(format!(
+        ErrcodeClass::Busy if api.errcode == CONCURRENT_SEND => Error::unavailable(format!(
             "WeChat is still handling another send to this user (send to one user one at a time): {api}"
         )),
-        ErrcodeClass::Busy => Error::Unavailable(format!("WeChat is busy: {api}")),
+        ErrcodeClass::Busy => Error::unavailable(format!("WeChat is busy: {api}")),
         ErrcodeClass::Other => Error::Api(api),
     }
 }
@@ -76,7 +39,7 @@ pub fn parse<T: DeserializeOwned>(
     body: &[u8],
 ) -> Result<std::result::Result<T, ApiError>, Error> {
     let garbled = |why: String| {
-        Error::Unavailable(format!(
+        Error::unavailable(format!(
             "{endpoint} answered HTTP {status} with an unexpected body ({why}): {}",
             String::from_utf8_lossy(&body[..body.len().min(200)])
         ))
@@ -152,7 +115,7 @@ mod tests {
                 errcode: code,
                 errmsg: "x".into(),
             });
-            assert!(matches!(err, Error::Quota(_)) && err.is_retryable());
+            assert!(matches!(err, Error::Quota { .. }) && err.is_retryable());
         }
     }
 
@@ -180,7 +143,7 @@ mod tests {
         let err = class_of(43108);
         assert!(err.is_retryable(), "{err:?}");
         assert!(
-            matches!(err, Error::Unavailable(ref m) if m.contains("one user one at a time") && m.contains("43108")),
+            matches!(err, Error::Unavailable { message: ref m, .. } if m.contains("one user one at a time") && m.contains("43108")),
             "{err:?}"
         );
     }
@@ -269,9 +232,11 @@ mod tests {
     fn parse_garbage_is_unavailable() {
         let err = parse::<Sent>("/cgi-bin/x", 502, b"<html>bad gateway</html>").unwrap_err();
         assert!(
-            matches!(err, Error::Unavailable(ref m) if m.contains("/cgi-bin/x") && m.contains("502"))
+            matches!(err, Error::Unavailable { message: ref m, .. } if m.contains("/cgi-bin/x") && m.contains("502"))
         );
         let err = parse::<Sent>("t", 200, br#"{"errcode":0}"#).unwrap_err();
-        assert!(matches!(err, Error::Unavailable(ref m) if m.contains("missing fields")));
+        assert!(
+            matches!(err, Error::Unavailable { message: ref m, .. } if m.contains("missing fields"))
+        );
     }
 }

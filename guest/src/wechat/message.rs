@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 use wxnotify_rules::{template_display, validate_keyword};
 
 use super::error::{Error, Result};
-use crate::wit;
+use wxnotify_contract as contract;
 
 /// A `template/send` body ready to go, and the keys whose values were shortened.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,7 +17,7 @@ pub struct TemplateBody {
 
 /// Checks an OA template message. The same message reaches the OA whether it came as a
 /// template message or as a legacy `mp_template_msg`.
-pub fn check_template(message: &wit::TemplateMessage) -> Result<()> {
+pub fn check_template(message: &contract::TemplateMessage) -> Result<()> {
     let context = "template message";
     require_template_id(context, &message.template_id)?;
     check_keys(context, &message.data)?;
@@ -42,7 +42,7 @@ pub fn check_template(message: &wit::TemplateMessage) -> Result<()> {
 /// breaks, at most 20 characters), so what the caller is told is what the user sees.
 pub fn template_body(
     touser: &str,
-    message: &wit::TemplateMessage,
+    message: &contract::TemplateMessage,
     tenant_mini_appid: Option<&str>,
     client_msg_id: Option<&str>,
 ) -> Result<TemplateBody> {
@@ -85,9 +85,9 @@ pub fn template_body(
 /// The template message a legacy `uniform_send` request stands for. Its `appid` must be the
 /// tenant's OA: sending another account's template with this OA's token cannot work.
 pub fn from_uniform(
-    message: &wit::UniformMessage,
+    message: &contract::UniformMessage,
     tenant_oa_appid: Option<&str>,
-) -> Result<wit::TemplateMessage> {
+) -> Result<contract::TemplateMessage> {
     if let (Some(requested), Some(ours)) = (message.appid.as_deref(), tenant_oa_appid)
         && requested != ours
     {
@@ -96,7 +96,7 @@ pub fn from_uniform(
              account `{ours}`"
         )));
     }
-    Ok(wit::TemplateMessage {
+    Ok(contract::TemplateMessage {
         template_id: message.template_id.clone(),
         data: message.data.clone(),
         url: message.url.clone(),
@@ -108,7 +108,7 @@ const LANGS: [&str; 4] = ["zh_CN", "en_US", "zh_HK", "zh_TW"];
 
 /// Checks a subscribe message, every value against its keyword type: WeChat answers 47003
 /// for the first bad value only, after a round trip, and the call is wasted.
-pub fn check_subscribe(message: &wit::SubscribeMessage) -> Result<()> {
+pub fn check_subscribe(message: &contract::SubscribeMessage) -> Result<()> {
     let context = "subscribe message";
     require_template_id(context, &message.template_id)?;
     check_keys(context, &message.data)?;
@@ -128,7 +128,7 @@ pub fn check_subscribe(message: &wit::SubscribeMessage) -> Result<()> {
 
 /// Builds the `subscribe/send` body. `miniprogram_state` and `lang` are always sent: the
 /// documentation disagrees on whether they are required.
-pub fn subscribe_body(touser: &str, message: &wit::SubscribeMessage) -> Value {
+pub fn subscribe_body(touser: &str, message: &contract::SubscribeMessage) -> Value {
     let data: Map<String, Value> = message
         .data
         .iter()
@@ -136,11 +136,11 @@ pub fn subscribe_body(touser: &str, message: &wit::SubscribeMessage) -> Value {
         .collect();
     let state = match message
         .miniprogram_state
-        .unwrap_or(wit::MiniprogramState::Formal)
+        .unwrap_or(contract::MiniprogramState::Formal)
     {
-        wit::MiniprogramState::Developer => "developer",
-        wit::MiniprogramState::Trial => "trial",
-        wit::MiniprogramState::Formal => "formal",
+        contract::MiniprogramState::Developer => "developer",
+        contract::MiniprogramState::Trial => "trial",
+        contract::MiniprogramState::Formal => "formal",
     };
     let mut body = json!({
         "touser": touser,
@@ -164,7 +164,7 @@ fn require_template_id(context: &str, template_id: &str) -> Result<()> {
     Ok(())
 }
 
-fn check_keys(context: &str, data: &wit::TemplateData) -> Result<()> {
+fn check_keys(context: &str, data: &contract::TemplateData) -> Result<()> {
     let mut seen = HashSet::new();
     for (key, _) in data {
         if key.trim().is_empty() {
@@ -185,27 +185,27 @@ fn check_keys(context: &str, data: &wit::TemplateData) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn data(pairs: &[(&str, &str)]) -> wit::TemplateData {
+    fn data(pairs: &[(&str, &str)]) -> contract::TemplateData {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
     }
 
-    fn template(pairs: &[(&str, &str)]) -> wit::TemplateMessage {
-        wit::TemplateMessage {
+    fn template(pairs: &[(&str, &str)]) -> contract::TemplateMessage {
+        contract::TemplateMessage {
             template_id: "TPL".into(),
             data: data(pairs),
             url: None,
-            miniprogram: Some(wit::MiniprogramPage {
+            miniprogram: Some(contract::MiniprogramPage {
                 appid: None,
                 pagepath: "pages/a?id=1".into(),
             }),
         }
     }
 
-    fn subscribe(pairs: &[(&str, &str)]) -> wit::SubscribeMessage {
-        wit::SubscribeMessage {
+    fn subscribe(pairs: &[(&str, &str)]) -> contract::SubscribeMessage {
+        contract::SubscribeMessage {
             template_id: "SUB".into(),
             data: data(pairs),
             page: Some("pages/index/index".into()),
@@ -320,7 +320,7 @@ mod tests {
 
     #[test]
     fn uniform_requests_must_target_the_tenants_oa() {
-        let uniform = wit::UniformMessage {
+        let uniform = contract::UniformMessage {
             appid: Some("wxOTHER".into()),
             template_id: "TPL".into(),
             data: data(&[("thing1", "a")]),
@@ -331,7 +331,7 @@ mod tests {
             matches!(from_uniform(&uniform, Some("wxOA")), Err(Error::InvalidInput(m)) if m.contains("wxOTHER"))
         );
         let ok = from_uniform(
-            &wit::UniformMessage {
+            &contract::UniformMessage {
                 appid: Some("wxOA".into()),
                 ..uniform
             },

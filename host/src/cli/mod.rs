@@ -148,11 +148,11 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
     }
     match error.downcast_ref::<Error>() {
         Some(Error::Config(_) | Error::UnknownTenant(_)) => EXIT_INPUT,
+        Some(Error::Notify { error, .. }) if error.is_retryable() => EXIT_RETRY,
         Some(Error::Notify { error, .. }) => match error {
             NotifyError::InvalidInput(_) | NotifyError::NotFound(_) => EXIT_INPUT,
             NotifyError::Refused(_) | NotifyError::Rejected(_) => EXIT_REFUSED,
-            NotifyError::Unavailable(_) | NotifyError::Quota(_) => EXIT_RETRY,
-            NotifyError::Auth(_) | NotifyError::Config(_) | NotifyError::Api(_) => EXIT_FAULT,
+            _ => EXIT_FAULT,
         },
         Some(Error::Deadline { .. }) => EXIT_RETRY,
         _ => EXIT_FAULT,

@@ -10,13 +10,6 @@ pub fn channel_name(channel: Channel) -> &'static str {
     }
 }
 
-fn channel_key(channel: Channel) -> &'static str {
-    match channel {
-        Channel::TemplateMessage => "template_message",
-        Channel::SubscribeMessage => "subscribe_message",
-    }
-}
-
 pub fn delivery_text(delivery: &Delivery) -> String {
     let to = match delivery.channel {
         Channel::TemplateMessage => "official-account openid",
@@ -46,24 +39,15 @@ pub fn delivery_text(delivery: &Delivery) -> String {
         text.push_str(&format!(
             "\n  {} not delivered: {}",
             channel_name(failure.channel),
-            wxnotify::error::describe(&failure.error)
+            failure.error
         ));
     }
     text
 }
 
+/// The contract's JSON: the same shapes as the API's.
 pub fn delivery_json(delivery: &Delivery) -> Value {
-    json!({
-        "channel": channel_key(delivery.channel),
-        "msgid": delivery.msgid,
-        "openid": delivery.openid,
-        "attempts": delivery.attempts,
-        "truncated": delivery.truncated,
-        "failures": delivery.failures.iter().map(|f| json!({
-            "channel": channel_key(f.channel),
-            "error": notify_error_json(&f.error),
-        })).collect::<Vec<_>>(),
-    })
+    json!(delivery)
 }
 
 pub fn user_text(user: &User) -> String {
@@ -91,32 +75,15 @@ pub fn print_user(user: &User, json: bool) {
 }
 
 pub fn user_json(user: &User) -> Value {
-    json!({
-        "mini_openid": user.mini_openid,
-        "unionid": user.unionid,
-        "oa_openid": user.oa_openid,
-        "follows_oa": user.follows_oa,
-    })
+    json!(user)
 }
 
 pub fn progress_json(progress: &SyncProgress) -> Value {
-    json!({ "total": progress.total, "synced": progress.synced, "mapped": progress.mapped, "done": progress.done })
+    json!(progress)
 }
 
 pub fn notify_error_json(error: &NotifyError) -> Value {
-    let api = |kind: &str, e: &wxnotify::ApiError| json!({ "kind": kind, "message": wxnotify::error::describe(error), "errcode": e.errcode, "errmsg": e.errmsg });
-    let text = |kind: &str| json!({ "kind": kind, "message": wxnotify::error::describe(error) });
-    match error {
-        NotifyError::InvalidInput(_) => text("invalid_input"),
-        NotifyError::NotFound(_) => text("not_found"),
-        NotifyError::Refused(e) => api("refused", e),
-        NotifyError::Rejected(e) => api("rejected", e),
-        NotifyError::Quota(e) => api("quota", e),
-        NotifyError::Auth(e) => api("auth", e),
-        NotifyError::Unavailable(_) => text("unavailable"),
-        NotifyError::Config(_) => text("config"),
-        NotifyError::Api(e) => api("api", e),
-    }
+    json!(error)
 }
 
 /// Any CLI error as JSON: the component's errors keep their kind and errcode.

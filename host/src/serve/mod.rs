@@ -3,11 +3,18 @@
 //!
 //! | route | auth | what |
 //! |---|---|---|
-//! | `POST /v1/{tenant}/notifications` | Bearer | validate, enqueue; `202 {"id","duplicate"}` (or a batch `{"notifications":[…]}` → `{"ids","duplicates"}`) |
+//! | `POST /v1/{tenant}/notifications` | Bearer | check, enqueue; `202 {"id","duplicate"}` (or a batch `{"notifications":[…]}` → `{"ids","duplicates"}`) |
+//! | `POST /v1/{tenant}/notifications/check` | Bearer | check only: `{"ok": true}` or the error |
 //! | `GET /v1/{tenant}/notifications/{id}` | Bearer | `{"id","state","channel","attempts","error","detail","wechat_status"}` |
-//! | `GET /v1/{tenant}/users/{mini\|oa\|union}/{id}` | Bearer | the component's answer |
+//! | `GET /v1/{tenant}/users/{mini\|oa\|union}/{id}` | Bearer | the user |
+//! | `POST /v1/{tenant}/login` | Bearer | `{"js_code"}` → the user |
+//! | `POST /v1/{tenant}/users/mini/{openid}/decrypt` | Bearer | `{"encrypted_data","iv"}` → `{"user_data"}` |
+//! | `POST /v1/{tenant}/followers/sync` | Bearer | one page: `{"total","synced","mapped","done"}` |
 //! | `GET\|POST /v1/{tenant}/wechat/{oa\|mini}` | WeChat's signature | the component's callback answer |
 //! | `GET /metrics`, `/healthz`, `/readyz`, `/openapi.json` | — | operations |
+//!
+//! Requests are parsed here into the contract's types (`wxnotify-contract`) and the component
+//! is called through its typed exports; the OpenAPI document is generated from the same types.
 //!
 //! A `202` is sent only once the outbox has stored the message durably (see
 //! [`wxnotify_store::outbox`]), so an accepted notification is never lost: the workers claim it,
@@ -294,9 +301,30 @@ impl AppError {
         }
     }
 
-    /// An answer whose body is already error JSON (the component's).
-    fn with_body(status: StatusCode, body: serde_json::Value) -> AppError {
-        AppError { status, body }
+    /// The component's error, with its status and JSON.
+    fn component(error: &crate::NotifyError) -> AppError {
+        AppError {
+            status: StatusCode::from_u16(error.status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            body: serde_json::json!({ "error": error }),
+        }
+    }
+
+    /// Names the notification of a batch the error is about (`index`, and the message's prefix).
+    fn at_index(mut self, index: Option<usize>) -> AppError {
+        let Some(index) = index else { return self };
+        if let Some(error) = self.body.get_mut("error").and_then(|e| e.as_object_mut()) {
+            let message = error
+                .get("message")
+                .and_then(|m| m.as_str())
+                .unwrap_or_default();
+            if !message.starts_with("notifications[") {
+                let message = format!("notifications[{index}]: {message}");
+                error.insert("message".into(), message.into());
+            }
+            error.insert("index".into(), index.into());
+        }
+        self
     }
 
     fn unavailable(message: impl std::fmt::Display) -> AppError {
@@ -333,6 +361,7 @@ impl From<crate::Error> for AppError {
             crate::Error::UnknownTenant(_) => {
                 AppError::new(StatusCode::NOT_FOUND, "not_found", error.to_string())
             }
+            crate::Error::Notify { error, .. } => AppError::component(&error),
             other => {
                 tracing::warn!("component call: {other}");
                 AppError::unavailable(other)

@@ -1,18 +1,19 @@
 //! The outbox workers: claim due messages, hand each to its tenant's component, settle it.
 //!
-//! What a component's answer means for the message is decided by [`classify`], a pure function:
-//! a delivery completes it, business refusals fail it (never retried: WeChat or the user said
-//! no), transient trouble retries it with exponential backoff, and the daily quota (45009)
-//! pauses the tenant until WeChat resets it at midnight China time. A component that knows
-//! better says when to retry with `retry_after_secs` in its error JSON (the WeCom robot plugin
-//! does: its 45009 is a per-minute limit), and that wins.
+//! What an attempt's result means for the message is decided by [`classify`], a pure function
+//! over the typed result: a delivery completes it, and a component's error means what
+//! [`NotifyError::retry`](wxnotify_contract::Error::retry) says — final errors fail it (WeChat
+//! or the user said no), transient ones retry with exponential backoff, a hint from the
+//! component (a WeCom robot's per-minute limit) is taken at its word, and the daily quota
+//! pauses the tenant until WeChat resets it at midnight China time. Faults of the host
+//! (deadline, trap, storage) retry; configuration faults fail.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use tokio::sync::watch;
+use wxnotify_contract::{Delivery, Notification, Retry};
 use wxnotify_store::outbox::{Claimed, Outcome};
 
 use super::AppState;
@@ -28,22 +29,18 @@ const IDLE: Duration = Duration::from_millis(50);
 pub(super) const LEASE_MARGIN: Duration = Duration::from_secs(30);
 /// The longest backoff between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
-/// The retry delay for 45011 (API frequency limit): it clears within a minute.
-const FREQUENCY_RETRY: Duration = Duration::from_secs(60);
 /// The longest `retry_after_secs` a component is taken at its word for.
 const MAX_COMPONENT_RETRY_AFTER: Duration = Duration::from_secs(3600);
-/// WeChat's "daily quota reached" errcode: nothing gets through before midnight CST.
-const DAILY_QUOTA_ERRCODE: i64 = 45009;
 
 /// What to do with a message after one attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Decision {
     /// Sent: complete it as delivered with the component's answer as detail.
     Delivered {
-        /// The component's delivery JSON.
+        /// The delivery's JSON.
         detail: String,
         /// The channel that delivered, for metrics.
-        channel: String,
+        channel: &'static str,
     },
     /// Final failure: complete it as failed.
     Failed {
@@ -86,21 +83,26 @@ pub(crate) fn next_cst_midnight(now: SystemTime) -> SystemTime {
 
 /// Decides what an attempt's result means; `jitter` as for [`backoff`].
 pub(crate) fn classify(
-    result: &Result<http::Response<Bytes>, Error>,
+    result: &Result<Delivery, Error>,
     attempts: u32,
     now: SystemTime,
     jitter: f64,
 ) -> Decision {
-    let retry = |detail: String| Decision::Retry {
-        after: backoff(attempts, jitter),
-        detail,
-    };
-    let response = match result {
-        Ok(response) => response,
+    let error = match result {
+        Ok(delivery) => {
+            return Decision::Delivered {
+                detail: serde_json::to_string(delivery).unwrap_or_default(),
+                channel: delivery.channel.name(),
+            };
+        }
+        Err(Error::Notify { error, .. }) => error,
         // Transient: a slow WeChat, a trap, storage trouble. The message may have been sent if
         // the deadline struck after WeChat accepted it; at least once is the contract.
         Err(error @ (Error::Deadline { .. } | Error::Component { .. } | Error::Storage(_))) => {
-            return retry(error.to_string());
+            return Decision::Retry {
+                after: backoff(attempts, jitter),
+                detail: error.to_string(),
+            };
         }
         // Unknown tenant, memory limit, configuration: retrying gives the same answer.
         Err(error) => {
@@ -109,50 +111,22 @@ pub(crate) fn classify(
             };
         }
     };
-    let body = String::from_utf8_lossy(response.body()).into_owned();
-    let json: Option<serde_json::Value> = serde_json::from_slice(response.body()).ok();
-    let status = response.status();
-    if status.is_success() {
-        let channel = json
-            .as_ref()
-            .and_then(|j| j.get("channel"))
-            .and_then(|c| c.as_str())
-            .unwrap_or("unknown")
-            .to_owned();
-        return Decision::Delivered {
-            detail: body,
-            channel,
-        };
-    }
-    let error = json.as_ref().and_then(|j| j.get("error"));
-    let kind = error.and_then(|e| e.get("kind")).and_then(|k| k.as_str());
-    let errcode = error
-        .and_then(|e| e.get("errcode"))
-        .and_then(serde_json::Value::as_i64);
-    let retry_after = error
-        .and_then(|e| e.get("retry_after_secs"))
-        .and_then(serde_json::Value::as_u64)
-        .map(Duration::from_secs);
-    match kind {
-        Some("unavailable" | "quota") if retry_after.is_some() => Decision::Retry {
-            after: retry_after
-                .unwrap_or_default()
-                .min(MAX_COMPONENT_RETRY_AFTER),
-            detail: body,
+    // Stored as the API shows errors, so `GET …/notifications/{id}` reads it back as such.
+    let detail = serde_json::json!({ "error": error }).to_string();
+    match error.retry() {
+        Retry::Never => Decision::Failed { detail },
+        Retry::WithBackoff => Decision::Retry {
+            after: backoff(attempts, jitter),
+            detail,
         },
-        Some("unavailable") => retry(body),
-        Some("quota") if errcode == Some(DAILY_QUOTA_ERRCODE) => Decision::Pause {
+        Retry::After(after) => Decision::Retry {
+            after: after.min(MAX_COMPONENT_RETRY_AFTER),
+            detail,
+        },
+        Retry::AtQuotaReset => Decision::Pause {
             until: next_cst_midnight(now),
-            detail: body,
+            detail,
         },
-        Some("quota") => Decision::Retry {
-            after: FREQUENCY_RETRY,
-            detail: body,
-        },
-        Some(_) => Decision::Failed { detail: body },
-        // No error JSON: the status says whether to retry (the component's own convention).
-        None if status.is_server_error() || status.as_u16() == 429 => retry(body),
-        None => Decision::Failed { detail: body },
     }
 }
 
@@ -307,15 +281,16 @@ async fn process(state: &AppState, message: Claimed, stop: &mut watch::Receiver<
             return;
         }
     }
-    let request = http::Request::post(format!("{}/v1/notifications", super::api::COMPONENT_ORIGIN))
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Bytes::from(message.payload.clone()))
-        .expect("a valid request");
     let started = Instant::now();
-    let result = tenant.handle_http(request).await;
-    if let Ok(answer) = &result {
-        crate::unclassified::note_answer(&message.tenant, answer.body());
-    }
+    let result = match serde_json::from_slice::<Notification>(&message.payload) {
+        Ok(notification) => tenant.send_notification(&notification).await,
+        // Accepted payloads were parsed into the same type: only a corrupted row gets here.
+        Err(error) => {
+            let detail = format!("the stored payload is not a notification: {error}");
+            settle(state, &message, Decision::Failed { detail }).await;
+            return;
+        }
+    };
     state
         .metrics
         .send_duration
@@ -332,20 +307,12 @@ async fn process(state: &AppState, message: Claimed, stop: &mut watch::Receiver<
     settle(state, &message, decision).await;
 }
 
-/// The channel named by the first channel of a notification payload, for metrics of messages
-/// that were not delivered.
-fn payload_channel(payload: &[u8]) -> String {
-    serde_json::from_slice::<serde_json::Value>(payload)
+/// The channel of a payload's first channel, for metrics of messages not delivered.
+fn payload_channel(payload: &[u8]) -> &'static str {
+    serde_json::from_slice::<Notification>(payload)
         .ok()
-        .and_then(|v| {
-            v.get("channels")?
-                .get(0)?
-                .as_object()?
-                .keys()
-                .next()
-                .cloned()
-        })
-        .unwrap_or_else(|| "unknown".to_owned())
+        .and_then(|n| n.channels.first().map(|c| c.channel().name()))
+        .unwrap_or("unknown")
 }
 
 async fn settle(state: &AppState, message: &Claimed, decision: Decision) {
@@ -359,7 +326,7 @@ async fn settle(state: &AppState, message: &Claimed, decision: Decision) {
     let now = SystemTime::now();
     let settled = match decision {
         Decision::Delivered { detail, channel } => {
-            count(&channel, "delivered");
+            count(channel, "delivered");
             state
                 .outbox
                 .complete(&message.id, Outcome::Delivered { detail })
@@ -367,7 +334,7 @@ async fn settle(state: &AppState, message: &Claimed, decision: Decision) {
         }
         Decision::Failed { detail } => {
             tracing::info!(id = %message.id, tenant = %message.tenant, "failed: {detail}");
-            count(&payload_channel(&message.payload), "failed");
+            count(payload_channel(&message.payload), "failed");
             state
                 .outbox
                 .complete(&message.id, Outcome::Failed { detail })
@@ -375,12 +342,12 @@ async fn settle(state: &AppState, message: &Claimed, decision: Decision) {
         }
         Decision::Retry { after, detail } => {
             tracing::debug!(id = %message.id, tenant = %message.tenant, attempts = message.attempts, "retry in {after:?}: {detail}");
-            count(&payload_channel(&message.payload), "retried");
+            count(payload_channel(&message.payload), "retried");
             state.outbox.retry(&message.id, now + after, &detail).await
         }
         Decision::Pause { until, detail } => {
             tracing::warn!(tenant = %message.tenant, "daily quota reached: pausing the tenant until midnight CST");
-            count(&payload_channel(&message.payload), "retried");
+            count(payload_channel(&message.payload), "retried");
             if let Err(error) = state.outbox.pause_tenant(&message.tenant, until).await {
                 tracing::warn!(tenant = %message.tenant, "pausing failed: {error}");
             }
@@ -397,19 +364,17 @@ async fn settle(state: &AppState, message: &Claimed, decision: Decision) {
 mod tests {
     use super::*;
 
-    fn answer(status: u16, body: &str) -> Result<http::Response<Bytes>, Error> {
-        Ok(http::Response::builder()
-            .status(status)
-            .body(Bytes::from(body.to_owned()))
-            .unwrap())
+    use wxnotify_contract::{ApiError, Channel};
+
+    fn refused(error: crate::NotifyError) -> Result<Delivery, Error> {
+        Err(Error::Notify {
+            tenant: "t".into(),
+            error,
+        })
     }
 
-    fn error(kind: &str, errcode: Option<i64>) -> String {
-        let mut error = serde_json::json!({"kind": kind, "message": "m"});
-        if let Some(code) = errcode {
-            error["errcode"] = code.into();
-        }
-        serde_json::json!({ "error": error }).to_string()
+    fn api(errcode: i32) -> ApiError {
+        ApiError::new(errcode, "m")
     }
 
     #[test]
@@ -427,71 +392,69 @@ mod tests {
     }
 
     #[test]
-    fn classifies_component_answers() {
+    fn classifies_component_results() {
+        use crate::NotifyError as E;
         let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let delivered = classify(
-            &answer(200, r#"{"channel":"template_message","msgid":1}"#),
-            1,
-            now,
-            0.0,
-        );
-        assert!(
-            matches!(&delivered, Decision::Delivered { channel, .. } if channel == "template_message")
-        );
-        assert_eq!(
-            classify(&answer(503, &error("unavailable", None)), 3, now, 0.0),
-            Decision::Retry {
-                after: Duration::from_secs(4),
-                detail: error("unavailable", None)
-            }
-        );
-        assert_eq!(
-            classify(&answer(429, &error("quota", Some(45009))), 1, now, 0.0),
-            Decision::Pause {
-                until: next_cst_midnight(now),
-                detail: error("quota", Some(45009))
-            }
-        );
+        let delivery = Delivery {
+            channel: Channel::TemplateMessage,
+            msgid: Some(1),
+            openid: "o".into(),
+            attempts: 1,
+            truncated: vec![],
+            failures: vec![],
+        };
+        let Decision::Delivered { detail, channel } = classify(&Ok(delivery), 1, now, 0.0) else {
+            panic!("delivered");
+        };
+        assert_eq!(channel, "template_message");
+        assert!(detail.contains(r#""msgid":1"#), "{detail}");
         assert!(matches!(
-            classify(&answer(429, &error("quota", Some(45011))), 1, now, 0.0),
-            Decision::Retry { after, .. } if after == FREQUENCY_RETRY
+            classify(&refused(E::unavailable("busy")), 3, now, 0.0),
+            Decision::Retry { after, ref detail }
+                if after == Duration::from_secs(4) && detail.contains(r#""kind":"unavailable""#)
         ));
-        // The component says when: a robot's per-minute 45009 is no daily quota.
-        let per_minute = r#"{"error":{"kind":"quota","errcode":45009,"retry_after_secs":60}}"#;
         assert!(matches!(
-            classify(&answer(429, per_minute), 1, now, 0.0),
+            classify(&refused(E::quota(api(45009))), 1, now, 0.0),
+            Decision::Pause { until, .. } if until == next_cst_midnight(now)
+        ));
+        assert!(matches!(
+            classify(&refused(E::quota(api(45011))), 1, now, 0.0),
             Decision::Retry { after, .. } if after == Duration::from_secs(60)
         ));
-        let too_long = r#"{"error":{"kind":"unavailable","retry_after_secs":999999}}"#;
+        // The component says when: a robot's per-minute 45009 is no daily quota.
+        let per_minute = E::Quota {
+            error: api(45009),
+            retry_after_secs: Some(60),
+        };
         assert!(matches!(
-            classify(&answer(503, too_long), 1, now, 0.0),
+            classify(&refused(per_minute), 1, now, 0.0),
+            Decision::Retry { after, .. } if after == Duration::from_secs(60)
+        ));
+        let too_long = E::Unavailable {
+            message: "m".into(),
+            retry_after_secs: Some(999_999),
+        };
+        assert!(matches!(
+            classify(&refused(too_long), 1, now, 0.0),
             Decision::Retry { after, .. } if after == MAX_COMPONENT_RETRY_AFTER
         ));
-        for kind in [
-            "refused",
-            "rejected",
-            "invalid_input",
-            "not_found",
-            "auth",
-            "config",
-            "api",
+        for error in [
+            E::Refused(api(43101)),
+            E::Rejected(api(40003)),
+            E::InvalidInput("x".into()),
+            E::NotFound("x".into()),
+            E::Auth(api(40125)),
+            E::Config("x".into()),
+            E::Api(api(12345)),
         ] {
             assert!(
                 matches!(
-                    classify(&answer(400, &error(kind, Some(43101))), 1, now, 0.0),
+                    classify(&refused(error.clone()), 1, now, 0.0),
                     Decision::Failed { .. }
                 ),
-                "{kind}"
+                "{error}"
             );
         }
-        assert!(matches!(
-            classify(&answer(502, "bad gateway"), 1, now, 0.0),
-            Decision::Retry { .. }
-        ));
-        assert!(matches!(
-            classify(&answer(400, "nonsense"), 1, now, 0.0),
-            Decision::Failed { .. }
-        ));
     }
 
     #[test]
@@ -611,9 +574,9 @@ mod tests {
     fn names_the_channel_of_a_payload() {
         assert_eq!(
             payload_channel(
-                br#"{"recipient":{"union":"u"},"channels":[{"subscribe_message":{}}]}"#
+                br#"{"recipient":{"union":"u"},"channels":[{"uniform_legacy":{"template_id":"T","data":{}}}]}"#
             ),
-            "subscribe_message"
+            "template_message"
         );
         assert_eq!(payload_channel(b"[]"), "unknown");
     }

@@ -206,7 +206,7 @@ fn plugin_inspect_names_what_is_wrong_with_a_file() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|e| e == "wechat:notify/notifier@0.1.0")
+            .any(|e| e == "wechat:notify/notifier@0.2.0")
     );
 }
 

@@ -23,12 +23,10 @@ pub enum Error {
     Unavailable(String),
     /// Any other errcode: a rejected message type, empty or over-long content, …
     Api(ApiError),
-    /// An export of the world this plugin does not implement, named.
-    NotServed(&'static str),
 }
 
 impl Error {
-    /// The text of `NotServed`: what the plugin is, so the caller knows where to go instead.
+    /// The text of an export this plugin does not serve: what the plugin is, so the caller knows where to go instead.
     pub fn not_served_message(export: &str) -> String {
         format!(
             "the wecom-robot plugin does not serve {export}: it posts notifications into a WeCom \

@@ -5,55 +5,58 @@
 //! notifications must not reach real users, or as an ops mirror: the group reads exactly what
 //! the user would have received. See README.md for config keys, hosts and the error mapping.
 //!
-//! Layout: [`render`], [`robot`] and [`wire`] are plain logic tested natively; `host_io` is the
-//! thin layer over the WASI imports; this file maps [`Error`] to the WIT `error`, once, and
-//! `http_api` serves `POST /v1/notifications` like the built-in component.
+//! Layout: [`render`] and [`robot`] are plain logic tested natively, written against the
+//! contract's plain types (`wxnotify-contract`); `host_io` is the thin layer over the WASI
+//! imports; this file implements `Notify` (sending and checking; the rest answers that the
+//! plugin does not serve it), maps [`Error`] to the contract's error, once, and serves the JSON
+//! API for gateways from the same implementation.
 
 wxnotify_component_io::notify_bindings!("../../wit");
+wxnotify_component_io::export_notify!(Component);
 
 pub mod error;
 mod host_io;
-mod http_api;
 pub mod render;
 pub mod robot;
-pub mod wire;
 
-/// The WIT types of `wechat:notify/types`.
-pub(crate) use bindings::wechat::notify::types as wit;
+use wxnotify_component_io::wasi::http::types::{IncomingRequest, ResponseOutparam};
+use wxnotify_component_io::{answer_json_api, respond_json};
+use wxnotify_contract::{self as wit, Notify};
 
-use bindings::exports::wechat::notify::{accounts, notifier};
+use bindings::exports::wasi::http::incoming_handler;
 use error::Error;
 
 /// Config key of the robot's webhook key (a secret: give it as `{ env = "VAR" }`).
 pub const WEBHOOK_KEY: &str = "webhook_key";
 
+/// A robot takes 20 messages a minute: a `quota` error clears within this many seconds, which
+/// the error says, so a host does not take it for WeChat's daily 45009 and wait for midnight.
+pub const QUOTA_RETRY_AFTER_SECS: u32 = 60;
+
 struct Component;
 
-impl notifier::Guest for Component {
-    fn send_notification(notification: wit::Notification) -> Result<wit::Delivery, wit::Error> {
-        deliver(&notification).map_err(into_wit)
+impl Notify for Component {
+    fn send_notification(
+        &self,
+        notification: wit::Notification,
+    ) -> Result<wit::Delivery, wit::Error> {
+        deliver(&notification).map_err(into_contract)
     }
 
-    fn resolve_user(_recipient: wit::Recipient) -> Result<wit::User, wit::Error> {
-        Err(into_wit(Error::NotServed("notifier.resolve-user")))
+    fn check_notification(&self, notification: wit::Notification) -> Result<(), wit::Error> {
+        check(&notification).map_err(into_contract)
+    }
+
+    // Everything else is the default: a `config` error naming the export, in these words.
+    fn not_served(&self, export: &str) -> wit::Error {
+        wit::Error::Config(Error::not_served_message(export))
     }
 }
 
-impl accounts::Guest for Component {
-    fn login(_js_code: String) -> Result<wit::User, wit::Error> {
-        Err(into_wit(Error::NotServed("accounts.login")))
-    }
-
-    fn decrypt_user_data(
-        _mini_openid: String,
-        _encrypted_data: String,
-        _iv: String,
-    ) -> Result<String, wit::Error> {
-        Err(into_wit(Error::NotServed("accounts.decrypt-user-data")))
-    }
-
-    fn sync_followers(_restart: bool) -> Result<accounts::SyncProgress, wit::Error> {
-        Err(into_wit(Error::NotServed("accounts.sync-followers")))
+/// The JSON API (`wxnotify_contract::json_api`) over the same implementation, for gateways.
+impl incoming_handler::Guest for Component {
+    fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+        respond_json(response_out, &answer_json_api(&Component, &request));
     }
 }
 
@@ -104,20 +107,49 @@ fn first_channel(notification: &wit::Notification) -> wit::Channel {
     }
 }
 
-/// The one place [`Error`] becomes the WIT `error`.
-fn into_wit(error: Error) -> wit::Error {
-    let api = |e: error::ApiError| wit::ApiError {
-        errcode: e.errcode,
-        errmsg: e.errmsg,
-    };
+/// The one place [`Error`] becomes the contract's (and so the WIT) `error`.
+fn into_contract(error: Error) -> wit::Error {
+    let api = |e: error::ApiError| wit::ApiError::new(e.errcode, e.errmsg);
     match error {
         Error::InvalidInput(m) => wit::Error::InvalidInput(m),
         Error::Config(m) => wit::Error::Config(m),
         Error::BadKey(e) => wit::Error::Auth(api(e)),
-        Error::Quota(e) => wit::Error::Quota(api(e)),
-        Error::Unavailable(m) => wit::Error::Unavailable(m),
+        Error::Quota(e) => wit::Error::Quota {
+            error: api(e),
+            retry_after_secs: Some(QUOTA_RETRY_AFTER_SECS),
+        },
+        Error::Unavailable(m) => wit::Error::unavailable(m),
         Error::Api(e) => wit::Error::Api(api(e)),
-        Error::NotServed(export) => wit::Error::Config(Error::not_served_message(export)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_robots_quota_says_it_clears_within_a_minute() {
+        let quota = into_contract(Error::Quota(error::ApiError {
+            errcode: 45009,
+            errmsg: "api freq out of limit".into(),
+        }));
+        assert_eq!(
+            quota.retry(),
+            wit::Retry::After(std::time::Duration::from_secs(60))
+        );
+        assert_eq!(quota.status(), 429);
+        let busy = into_contract(Error::Unavailable("busy".into()));
+        assert_eq!(
+            (busy.retry(), busy.status()),
+            (wit::Retry::WithBackoff, 503)
+        );
+        let unserved = Component.login("code".into()).unwrap_err();
+        assert!(
+            unserved
+                .to_string()
+                .contains("wecom-robot plugin does not serve accounts.login"),
+            "{unserved}"
+        );
     }
 }
 

@@ -2,7 +2,7 @@
 //! channel's template, values and jump targets, in the order the caller gave them.
 
 use crate::error::Error;
-use crate::wit;
+use wxnotify_contract as wit;
 
 /// WeCom refuses markdown content over 4096 bytes of UTF-8 (40058).
 pub const MARKDOWN_MAX_BYTES: usize = 4096;

@@ -50,7 +50,7 @@ impl Tenant {
                 };
                 let (called, read) = tokio::join!(call, read);
                 called?;
-                Ok(Ok(read))
+                Ok(Ok::<_, wxnotify_contract::Error>(read))
             })
             .await?;
         answer.map_err(|message| Error::Component {

@@ -1,8 +1,8 @@
 //! Calls `wechat:notify/accounts`: login, user-data decryption and follower sync.
 
-use crate::bindings::{SyncProgress, User};
 use crate::error::Error;
 use crate::runtime::Tenant;
+use wxnotify_contract::{SyncProgress, User};
 
 impl Tenant {
     /// Exchanges a mini-program login code for the user's identity; the session key stays in
@@ -15,6 +15,7 @@ impl Tenant {
                 .await
         })
         .await
+        .map(User::from)
     }
 
     /// Decrypts open data with the session key stored at login; returns the plaintext JSON.
@@ -42,5 +43,6 @@ impl Tenant {
                 .await
         })
         .await
+        .map(SyncProgress::from)
     }
 }
