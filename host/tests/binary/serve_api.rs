@@ -427,6 +427,84 @@ async fn a_tenants_send_rate_spaces_its_sends() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn checks_logs_in_and_syncs_through_the_typed_exports() {
+    let sandbox = crate::sandbox(SandboxConfig::default()).await;
+    let followers = sandbox.state().add_followers(3);
+    let served = serve(&sandbox, "", &[]).await;
+
+    // A check stores and sends nothing.
+    let oa = followers[0].oa_openid.clone().unwrap();
+    let checked = served
+        .post_json("/v1/shop/notifications/check", &shipped(&oa, None))
+        .await;
+    assert_eq!(
+        (checked.status, checked.json()),
+        (200, json!({ "ok": true }))
+    );
+    let phrase = json!({ "recipient": { "union": "u-1" }, "channels": [{ "subscribe_message": {
+        "template_id": "T", "data": { "phrase1": "far too long for a phrase" } } }] });
+    let refused = served
+        .post_json("/v1/shop/notifications/check", &phrase)
+        .await;
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    assert_eq!(refused.json()["error"]["kind"], "invalid_input");
+    assert!(
+        refused.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("phrase1"),
+        "{}",
+        refused.text()
+    );
+    assert_eq!(
+        sandbox.state().stats().requests,
+        0,
+        "nothing reached WeChat"
+    );
+
+    // Follower sync, one page per call, then the users are known.
+    let synced = served
+        .post_json("/v1/shop/followers/sync", &json!({ "restart": true }))
+        .await;
+    assert_eq!(synced.status, 200, "{}", synced.text());
+    assert_eq!(
+        synced.json(),
+        json!({ "total": 3, "synced": 3, "mapped": 3, "done": true })
+    );
+    let user = served.get(&format!("/v1/shop/users/oa/{oa}")).await;
+    assert_eq!(user.json()["follows_oa"], true, "{}", user.text());
+
+    // Login with a code the sandbox issued; decryption needs the session key it stored.
+    let mini = followers[1].mini_openid.clone().unwrap();
+    let code = sandbox.state().issue_login_code(&mini).unwrap();
+    let logged_in = served
+        .post_json("/v1/shop/login", &json!({ "js_code": code }))
+        .await;
+    assert_eq!(logged_in.status, 200, "{}", logged_in.text());
+    assert_eq!(logged_in.json()["mini_openid"], mini);
+    let again = served
+        .post_json("/v1/shop/login", &json!({ "js_code": code }))
+        .await;
+    assert_eq!(again.status, 422, "a code works once: {}", again.text());
+    assert_eq!(again.json()["error"]["kind"], "rejected");
+    let stranger = followers[2].mini_openid.clone().unwrap();
+    let undecryptable = served
+        .post_json(
+            &format!("/v1/shop/users/mini/{stranger}/decrypt"),
+            &json!({ "encrypted_data": "AAAA", "iv": "AAAAAAAAAAAAAAAAAAAAAA==" }),
+        )
+        .await;
+    assert_eq!(undecryptable.status, 404, "{}", undecryptable.text());
+    assert_eq!(undecryptable.json()["error"]["kind"], "not_found");
+    let malformed = served
+        .post_json("/v1/shop/login", &json!({ "code": "x" }))
+        .await;
+    assert_eq!(malformed.status, 400, "{}", malformed.text());
+    assert!(malformed.text().contains("js_code"), "{}", malformed.text());
+    sandbox.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn refuses_what_it_should() {
     let sandbox = crate::sandbox(SandboxConfig::default()).await;
     let served = serve(&sandbox, "", &[]).await;
