@@ -17,6 +17,10 @@ fn main() {
     component_build::rerun_if_changed(&[
         "guest/src",
         "guest/Cargo.toml",
+        "core/src",
+        "core/Cargo.toml",
+        "contract/src",
+        "contract/Cargo.toml",
         "rules/src",
         "rules/Cargo.toml",
         "component-io/src",

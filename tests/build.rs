@@ -16,6 +16,8 @@ fn main() {
         "plugins/wecom-robot/Cargo.toml",
         "component-io/src",
         "component-io/Cargo.toml",
+        "contract/src",
+        "contract/Cargo.toml",
         "wit",
         "Cargo.lock",
         "scripts/build_component.rs",

@@ -1,4 +1,6 @@
-//! [`Env`] over the WASI imports: the only module that calls the bindings' imports.
+//! [`Env`] over the WASI imports: the only module that calls the bindings' imports. Every call
+//! blocks until done, so the flows' futures are ready when first polled
+//! ([`wxnotify_core::block_on`]).
 
 use std::cell::OnceCell;
 
@@ -8,9 +10,9 @@ use crate::bindings::wasi::clocks::wall_clock;
 use crate::bindings::wasi::config::store as config;
 use crate::bindings::wasi::keyvalue::{atomics, batch, store};
 use crate::bindings::wasi::random::random;
-use crate::env::{Bucket, Env, HttpRequest};
-use crate::wechat::error::{Error, Result};
 use io::wasi::clocks::monotonic_clock;
+use wxnotify_core::env::{Bucket, Env, Failure, HttpRequest, Response};
+use wxnotify_core::wechat::error::{Error, Result};
 
 /// WeChat answers are small JSON documents; anything larger is not an answer.
 const MAX_RESPONSE_BYTES: usize = 4 << 20;
@@ -55,45 +57,53 @@ fn store_error(bucket: Bucket, error: store::Error) -> Error {
 }
 
 impl Env for WasiEnv {
-    fn http(&self, request: &HttpRequest) -> std::result::Result<io::Response, io::Failure> {
+    async fn http(&self, request: &HttpRequest) -> std::result::Result<Response, Failure> {
         let describe = |e: String| {
             format!(
                 "{} {}: {e}",
                 request.method.as_str(),
-                crate::wechat::redact_url(&request.url)
+                wxnotify_core::wechat::redact_url(&request.url)
             )
         };
+        let method = match request.method {
+            wxnotify_core::env::Method::Get => io::Method::Get,
+            wxnotify_core::env::Method::Post => io::Method::Post,
+        };
         io::send(&io::Request {
-            method: request.method,
+            method,
             url: &request.url,
             json: request.body.as_deref(),
             max_response_bytes: MAX_RESPONSE_BYTES,
         })
+        .map(|answer| Response {
+            status: answer.status,
+            body: answer.body,
+        })
         .map_err(|failure| match failure {
-            io::Failure::Denied(e) => io::Failure::Denied(describe(e)),
-            io::Failure::Failed(e) => io::Failure::Failed(describe(e)),
+            io::Failure::Denied(e) => Failure::Denied(describe(e)),
+            io::Failure::Failed(e) => Failure::Failed(describe(e)),
         })
     }
 
-    fn get(&self, bucket: Bucket, key: &str) -> Result<Option<Vec<u8>>> {
+    async fn get(&self, bucket: Bucket, key: &str) -> Result<Option<Vec<u8>>> {
         self.bucket(bucket)?
             .get(key)
             .map_err(|e| store_error(bucket, e))
     }
 
-    fn set(&self, bucket: Bucket, key: &str, value: &[u8]) -> Result<()> {
+    async fn set(&self, bucket: Bucket, key: &str, value: &[u8]) -> Result<()> {
         self.bucket(bucket)?
             .set(key, value)
             .map_err(|e| store_error(bucket, e))
     }
 
-    fn delete(&self, bucket: Bucket, key: &str) -> Result<()> {
+    async fn delete(&self, bucket: Bucket, key: &str) -> Result<()> {
         self.bucket(bucket)?
             .delete(key)
             .map_err(|e| store_error(bucket, e))
     }
 
-    fn compare_and_swap(
+    async fn compare_and_swap(
         &self,
         bucket: Bucket,
         key: &str,
@@ -113,27 +123,27 @@ impl Env for WasiEnv {
         }
     }
 
-    fn set_many(&self, bucket: Bucket, entries: Vec<(String, Vec<u8>)>) -> Result<()> {
+    async fn set_many(&self, bucket: Bucket, entries: Vec<(String, Vec<u8>)>) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
         }
         batch::set_many(self.bucket(bucket)?, &entries).map_err(|e| store_error(bucket, e))
     }
 
-    fn get_many(&self, bucket: Bucket, keys: Vec<String>) -> Result<Vec<Option<Vec<u8>>>> {
+    async fn get_many(&self, bucket: Bucket, keys: Vec<String>) -> Result<Vec<Option<Vec<u8>>>> {
         let found =
             batch::get_many(self.bucket(bucket)?, &keys).map_err(|e| store_error(bucket, e))?;
         Ok(found.into_iter().map(|(_, value)| value).collect())
     }
 
-    fn delete_many(&self, bucket: Bucket, keys: Vec<String>) -> Result<()> {
+    async fn delete_many(&self, bucket: Bucket, keys: Vec<String>) -> Result<()> {
         if keys.is_empty() {
             return Ok(());
         }
         batch::delete_many(self.bucket(bucket)?, &keys).map_err(|e| store_error(bucket, e))
     }
 
-    fn list_keys(
+    async fn list_keys(
         &self,
         bucket: Bucket,
         cursor: Option<&str>,
@@ -160,7 +170,7 @@ impl Env for WasiEnv {
             .saturating_add(u64::from(now.nanoseconds / 1_000_000))
     }
 
-    fn sleep_ms(&self, millis: u64) {
+    async fn sleep_ms(&self, millis: u64) {
         monotonic_clock::subscribe_duration(millis.saturating_mul(1_000_000)).block();
     }
 

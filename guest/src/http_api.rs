@@ -9,8 +9,8 @@
 //! | `/v1/...` | JSON | see `wxnotify_contract::json_api` |
 //!
 //! The callback routes are the URLs to set in the official account's and the mini program's
-//! consoles; see [`crate::callbacks`] for what a push changes and [`crate::wechat::callback`]
-//! for how it is checked. A refused push answers `{"error": {"kind", "message"}}` with a 4xx
+//! consoles; see `wxnotify_core::callbacks` for what a push changes and
+//! `wxnotify_core::wechat::callback` for how it is checked. A refused push answers `{"error": {"kind", "message"}}` with a 4xx
 //! status; a push that could not be applied answers 5xx, so WeChat retries it.
 
 use wxnotify_component_io::wasi::http::types::{IncomingRequest, Method, ResponseOutparam};
@@ -19,10 +19,10 @@ use wxnotify_contract::json_api::Answer;
 
 use crate::Component;
 use crate::bindings::exports::wasi::http::incoming_handler::Guest;
-use crate::callbacks;
 use crate::host_io::WasiEnv;
-use crate::wechat::callback::{self, CallbackError, Rejection};
-use crate::wechat::config::AccountKind;
+use wxnotify_core::callbacks;
+use wxnotify_core::wechat::callback::{self, CallbackError, Rejection};
+use wxnotify_core::wechat::config::AccountKind;
 
 impl Guest for Component {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
@@ -71,7 +71,8 @@ fn callback_answer(
         let read = || read_request_body(request, callback::MAX_BODY_BYTES).map_err(into_callback);
         // WeChat wants `success` (or nothing) for every push it need not retry, duplicates and
         // pushes that change nothing included; never a passive reply.
-        callbacks::receive(&env, kind, query, read).map(|_| "success".to_owned())
+        wxnotify_core::block_on(callbacks::receive(&env, kind, query, read))
+            .map(|_| "success".to_owned())
     };
     outcome.map_err(|error| match error {
         CallbackError::Rejected(rejection) => {

@@ -4,52 +4,51 @@
 //! `wasi:http/incoming-handler` (the JSON API and WeChat's callback URLs) of the
 //! `wechat:notify/notify` world, and reaches its host only through standard WASI imports.
 //!
-//! Layout: [`wechat`], [`client`] and [`callbacks`] hold the logic, written against the
-//! contract's plain types (`wxnotify-contract`), and never call an import; [`host_io`] is the
-//! thin layer over the imports; this file implements [`Notify`] once, from which
+//! An adapter: the WeChat logic is `wxnotify-core`, written against its asynchronous `Env`.
+//! `host_io` implements `Env` over the WASI imports (blocking, so each flow runs with
+//! [`block_on`]); this file implements [`Notify`] once over the core's flows, from which
 //! `wxnotify-component-io` derives the typed exports and the JSON API; `http_api` adds WeChat's
 //! callback URLs.
 
 wxnotify_component_io::notify_bindings!("../wit");
 wxnotify_component_io::export_notify!(Component);
 
-pub mod callbacks;
-pub mod client;
-pub mod env;
 mod host_io;
 mod http_api;
-pub mod wechat;
 
 #[cfg(test)]
 mod spin_manifest_tests;
 
-use client::WeChat;
 use host_io::WasiEnv;
-use wechat::error::Error;
 use wxnotify_contract::{
-    Delivery, MessageStatus, Notification, Notify, Recipient, SyncProgress, User,
+    Delivery, Error, MessageStatus, Notification, Notify, Recipient, SyncProgress, User,
 };
+use wxnotify_core::{WeChat, block_on};
 
 struct Component;
 
-/// Runs `f` on a [`WeChat`] over this call's imports.
-fn with_wechat<T>(f: impl FnOnce(&WeChat<'_, WasiEnv>) -> Result<T, Error>) -> Result<T, Error> {
+/// Runs the flow `f` on a [`WeChat`] over this call's imports.
+fn with_wechat<T>(
+    f: impl AsyncFnOnce(&WeChat<'_, WasiEnv>) -> Result<T, Error>,
+) -> Result<T, Error> {
     let env = WasiEnv::default();
-    let wechat = WeChat::new(&env)?;
-    f(&wechat)
+    block_on(async {
+        let wechat = WeChat::new(&env)?;
+        f(&wechat).await
+    })
 }
 
 impl Notify for Component {
     fn send_notification(&self, notification: Notification) -> Result<Delivery, Error> {
-        with_wechat(|w| w.send_notification(&notification)).map(Into::into)
+        with_wechat(async |w| w.send_notification(&notification).await).map(Into::into)
     }
 
     fn check_notification(&self, notification: Notification) -> Result<(), Error> {
-        with_wechat(|w| w.check_notification(&notification)).map(drop)
+        with_wechat(async |w| w.check_notification(&notification)).map(drop)
     }
 
     fn final_status(&self, msgid: i64) -> Result<Option<MessageStatus>, Error> {
-        let outcome = with_wechat(|w| w.template_outcome(msgid))?;
+        let outcome = with_wechat(async |w| w.template_outcome(msgid).await)?;
         Ok(outcome.map(|o| MessageStatus {
             msgid,
             status: o.status,
@@ -59,11 +58,11 @@ impl Notify for Component {
     }
 
     fn resolve_user(&self, recipient: Recipient) -> Result<User, Error> {
-        with_wechat(|w| w.resolve_user(&recipient))
+        with_wechat(async |w| w.resolve_user(&recipient).await)
     }
 
     fn login(&self, js_code: String) -> Result<User, Error> {
-        with_wechat(|w| w.login(&js_code))
+        with_wechat(async |w| w.login(&js_code).await)
     }
 
     fn decrypt_user_data(
@@ -72,11 +71,14 @@ impl Notify for Component {
         encrypted_data: String,
         iv: String,
     ) -> Result<String, Error> {
-        with_wechat(|w| w.decrypt_user_data(&mini_openid, &encrypted_data, &iv))
+        with_wechat(async |w| {
+            w.decrypt_user_data(&mini_openid, &encrypted_data, &iv)
+                .await
+        })
     }
 
     fn sync_followers(&self, restart: bool) -> Result<SyncProgress, Error> {
-        with_wechat(|w| w.sync_followers(restart))
+        with_wechat(async |w| w.sync_followers(restart).await)
     }
 }
 

@@ -1,8 +1,8 @@
 //! `gateways/spin/spin.toml` against what the component reads: every config key as a Spin
 //! variable (secrets marked secret) passed to the component, and the buckets it opens.
 
-use crate::env::Bucket;
-use crate::wechat::config::KEYS;
+use wxnotify_core::env::Bucket;
+use wxnotify_core::wechat::config::KEYS;
 
 fn manifest() -> toml::Table {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../gateways/spin/spin.toml");
@@ -60,7 +60,9 @@ fn the_component_may_open_exactly_its_buckets_and_reach_wechat_only() {
     assert_eq!(stores, buckets);
     assert_eq!(
         component["allowed_outbound_hosts"].as_array().unwrap(),
-        &[toml::Value::from(crate::wechat::config::DEFAULT_API_BASE)]
+        &[toml::Value::from(
+            wxnotify_core::wechat::config::DEFAULT_API_BASE
+        )]
     );
     for runtime_config in ["runtime-config.toml", "runtime-config.redis.toml"] {
         let path = format!(
