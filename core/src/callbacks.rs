@@ -333,7 +333,7 @@ mod tests {
     }
 
     fn oa_record(env: &FakeEnv) -> OaRecord {
-        serde_json::from_str(&user(&env, &users::oa(OPENID)).unwrap()).unwrap()
+        serde_json::from_str(&user(env, &users::oa(OPENID)).unwrap()).unwrap()
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! the same futures from its callbacks.
 //!
 //! No WASI and no bindings: it builds natively, where every flow is unit-tested against the
-//! in-memory [`testing::FakeEnv`], and for wasm.
+//! in-memory `testing::FakeEnv` (feature `testing`), and for wasm.
 //!
 //! Layout: [`wechat`] holds WeChat's formats and rules as pure functions (errcodes, crypto,
 //! callback parsing, message checks, token and user records); [`client`] the flows, one file per

@@ -294,8 +294,8 @@ mod tests {
     const OA: &str = "oOA0000000000000000000000001";
     const USER_INFO: &str = "/cgi-bin/user/info";
 
-    fn resolve(env: &FakeEnv, recipient: Recipient) -> Result<User, Error> {
-        env.run(async |w| w.resolve_user(&recipient).await)
+    fn resolve(env: &FakeEnv, recipient: &Recipient) -> Result<User, Error> {
+        env.run(async |w| w.resolve_user(recipient).await)
     }
 
     #[test]
@@ -314,7 +314,7 @@ mod tests {
             Recipient::OfficialAccount(OA.into()),
         ] {
             assert_eq!(
-                resolve(&env, recipient.clone()).unwrap(),
+                resolve(&env, &recipient).unwrap(),
                 everything,
                 "{recipient:?}"
             );
@@ -331,7 +331,7 @@ mod tests {
                 r#"{{"subscribe":1,"openid":"{OA}","unionid":"{UNION}"}}"#
             )),
         );
-        let user = resolve(&env, Recipient::OfficialAccount(OA.into())).unwrap();
+        let user = resolve(&env, &Recipient::OfficialAccount(OA.into())).unwrap();
         assert_eq!(
             (user.unionid.as_deref(), user.follows_oa),
             (Some(UNION), Some(true))
@@ -340,7 +340,7 @@ mod tests {
             env.value(Bucket::Users, &users::union_oa(UNION)).as_deref(),
             Some(OA)
         );
-        resolve(&env, Recipient::OfficialAccount(OA.into())).unwrap();
+        resolve(&env, &Recipient::OfficialAccount(OA.into())).unwrap();
         assert_eq!(
             env.sent_to(USER_INFO).len(),
             1,
@@ -356,10 +356,10 @@ mod tests {
             Answer::Fail(Failure::Failed("connection refused".into())),
         );
         assert!(matches!(
-            resolve(&env, Recipient::OfficialAccount(OA.into())),
+            resolve(&env, &Recipient::OfficialAccount(OA.into())),
             Err(Error::Unavailable { .. })
         ));
-        let error = resolve(&env, Recipient::MiniProgram("no spaces allowed".into())).unwrap_err();
+        let error = resolve(&env, &Recipient::MiniProgram("no spaces allowed".into())).unwrap_err();
         assert!(matches!(&error, Error::InvalidInput(m) if m.contains("mini-program openid")));
     }
 

@@ -1,9 +1,9 @@
 //! The WeChat flows — tokens, calls, identity resolution, sending, login, follower sync —
-//! written against [`Env`], so this module holds the decisions and `host_io` the I/O.
+//! written against [`Env`], so this module holds the decisions and each host's `Env` the I/O.
 //!
-//! One file per flow: [`transport`] (a call with retry and token refresh), [`token`] (the
-//! token cache and its single-flight refresh), [`send`] (checks, channels, fallback),
-//! [`identity`] (resolving recipients, follow state) and [`accounts`] (login, decryption,
+//! One file per flow: `transport` (a call with retry and token refresh), `token` (the
+//! token cache and its single-flight refresh), `send` (checks, channels, fallback),
+//! `identity` (resolving recipients, follow state) and `accounts` (login, decryption,
 //! follower sync). Each adds methods to [`WeChat`].
 
 use crate::env::{Env, HttpRequest, Method};

@@ -59,7 +59,7 @@ use wxnotify_store::outbox::{SharedOutbox, SqliteOutbox};
 use crate::runtime::Runtime;
 use crate::tenant::StorageSpec;
 
-pub use api::app;
+pub use api::{ApiDoc, app};
 
 /// Tenants' API keys by tenant id; `None`: the tenant has no key, its API answers 403.
 pub type ApiKeys = BTreeMap<String, Option<String>>;

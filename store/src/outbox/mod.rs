@@ -116,6 +116,41 @@ mod tests;
 pub use self::redis::RedisOutbox;
 pub use self::sqlite::SqliteOutbox;
 
+/// Where an outbox reads "now": leases, due times, pauses and ids. The default is the system
+/// clock (for Redis: the server's `TIME`, so every host of a deployment agrees); tests and
+/// simulations set a [`ManualClock`] with `with_clock`, and assert on controlled time
+/// instead of real-time windows.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// The current time.
+    fn now(&self) -> SystemTime;
+}
+
+/// A clock that moves only when told to.
+#[derive(Debug)]
+pub struct ManualClock {
+    now: Mutex<SystemTime>,
+}
+
+impl ManualClock {
+    /// A clock reading `start`.
+    pub fn new(start: SystemTime) -> Arc<ManualClock> {
+        Arc::new(ManualClock {
+            now: Mutex::new(start),
+        })
+    }
+
+    /// Moves the clock forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        *self.now.lock().unwrap_or_else(PoisonError::into_inner) += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> SystemTime {
+        *self.now.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// Largest payload [`Outbox::enqueue`] accepts, in bytes (1 MiB, like a key-value value).
 pub const MAX_PAYLOAD_LEN: usize = MAX_VALUE_LEN;
 
@@ -177,7 +212,7 @@ pub struct Claimed {
 pub enum Outcome {
     /// The notification was sent.
     Delivered {
-        /// What to show in [`MessageState::last_detail`] (e.g. WeChat's `msgid`).
+        /// What to show in [`MessageState::last_detail`] (e.g. what the delivery returned).
         detail: String,
     },
     /// The notification will never be sent (a permanent error, or the retries are exhausted).
@@ -371,8 +406,8 @@ pub trait Outbox: Send + Sync + 'static {
     /// Queued and in-flight messages of `tenant`, or of every tenant for `None`.
     async fn depth(&self, tenant: Option<&str>) -> Result<Depth, StoreError>;
 
-    /// Claims skip `tenant`'s messages until `until` (e.g. [`next_cst_midnight`] after WeChat's
-    /// daily quota error 45009). A later call replaces the pause, so it can be extended or
+    /// Claims skip `tenant`'s messages until `until` (e.g. when a daily quota the tenant spent
+    /// resets). A later call replaces the pause, so it can be extended or
     /// shortened; a time in the past lifts it. Messages already in flight are not recalled.
     async fn pause_tenant(&self, tenant: &str, until: SystemTime) -> Result<(), StoreError>;
 

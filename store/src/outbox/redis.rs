@@ -49,9 +49,9 @@ use std::time::{Duration, SystemTime};
 use ::redis::{Script, Value, cmd};
 
 use super::{
-    Ack, Claimed, Depth, Enqueued, MessageState, NewMessage, Outbox, Outcome, State, check_batch,
-    check_tenant, check_worker, clamp_max, from_millis, is_valid_id, lease_millis, new_id,
-    to_millis, truncate_detail,
+    Ack, Claimed, Clock, Depth, Enqueued, MessageState, NewMessage, Outbox, Outcome, State,
+    check_batch, check_tenant, check_worker, clamp_max, from_millis, is_valid_id, lease_millis,
+    new_id, to_millis, truncate_detail,
 };
 use crate::redis::{BACKEND, internal, reply_items as items};
 use crate::{RedisBackend, StoreError};
@@ -88,7 +88,10 @@ end
 -- Integers as decimal strings (tostring would switch to exponents for large numbers).
 local function int(x) return string.format('%d', x) end
 
+-- The server's clock, unless the caller's clock is given as the last argument (`with_clock`).
 local function now_ms()
+  local given = ARGV[#ARGV]
+  if given ~= '' then return tonumber(given) end
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
@@ -436,6 +439,8 @@ pub struct RedisOutbox {
     backend: RedisBackend,
     /// `{prefix}wxnotify:outbox`: the stream, and the start of every other key name.
     base: Arc<str>,
+    /// `None`: the server's `TIME`.
+    clock: Option<Arc<dyn Clock>>,
 }
 
 impl RedisOutbox {
@@ -445,7 +450,24 @@ impl RedisOutbox {
     /// the consumer group if they are missing.
     pub fn new(backend: RedisBackend) -> Self {
         let base = format!("{}{NAMESPACE}", backend.prefix()).into();
-        Self { backend, base }
+        Self {
+            backend,
+            base,
+            clock: None,
+        }
+    }
+
+    /// This outbox reading "now" from `clock` instead of the server's `TIME` (see [`Clock`]):
+    /// every instance of a deployment must then share it.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    fn now(&self) -> SystemTime {
+        self.clock
+            .as_ref()
+            .map_or_else(SystemTime::now, |clock| clock.now())
     }
 
     /// The name of the stream (the other keys' names start with it).
@@ -460,6 +482,12 @@ impl RedisOutbox {
         for arg in args {
             invocation.arg(*arg);
         }
+        // Always last, read by the scripts' `now_ms`: empty for the server's clock.
+        let now = match &self.clock {
+            Some(clock) => to_millis(clock.now()).to_string(),
+            None => String::new(),
+        };
+        invocation.arg(now);
         self.backend.invoke(&invocation).await
     }
 
@@ -559,7 +587,7 @@ impl Outbox for RedisOutbox {
         if messages.is_empty() {
             return Ok(Vec::new());
         }
-        let now = SystemTime::now();
+        let now = self.now();
         let ids: Vec<String> = messages.iter().map(|_| new_id(now)).collect();
         let n = messages.len().to_string();
         let mut args: Vec<&[u8]> = vec![tenant.as_bytes(), n.as_bytes()];

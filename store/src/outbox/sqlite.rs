@@ -26,9 +26,9 @@ use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    Ack, Claimed, Depth, Enqueued, MessageState, NewMessage, Outbox, Outcome, State, check_batch,
-    check_tenant, check_worker, clamp_max, from_millis, is_valid_id, lease_millis, new_id,
-    to_millis, truncate_detail,
+    Ack, Claimed, Clock, Depth, Enqueued, MessageState, NewMessage, Outbox, Outcome, State,
+    check_batch, check_tenant, check_worker, clamp_max, from_millis, is_valid_id, lease_millis,
+    new_id, to_millis, truncate_detail,
 };
 use crate::sqlite::{BACKEND, Pool, Synchronous};
 use crate::{SqliteOptions, StoreError};
@@ -131,6 +131,7 @@ pub(super) const PURGE: &str = "DELETE FROM outbox_messages WHERE seq IN \
 #[derive(Clone)]
 pub struct SqliteOutbox {
     pool: Arc<Pool>,
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for SqliteOutbox {
@@ -170,7 +171,10 @@ impl SqliteOutbox {
             migrate,
             SCHEMA_VERSION,
         )?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            clock: Arc::new(SystemClock),
+        })
     }
 
     /// A private, empty in-memory outbox (for tests, e.g. of the server): nothing is shared
@@ -178,7 +182,16 @@ impl SqliteOutbox {
     /// a time.
     pub fn open_in_memory() -> Result<Self, StoreError> {
         let pool = Pool::open_in_memory(Synchronous::Full, migrate, SCHEMA_VERSION)?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            clock: Arc::new(SystemClock),
+        })
+    }
+
+    /// This outbox reading "now" from `clock` (see [`Clock`]).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The file this outbox stores into (`None` for [`open_in_memory`](Self::open_in_memory)).
@@ -200,12 +213,16 @@ impl SqliteOutbox {
         }
         let id = id.to_owned();
         let detail = truncate_detail(detail).to_owned();
+        let clock = self.clock.clone();
         self.pool
             .run(move |conn| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let changed =
-                    tx.prepare_cached(update)?
-                        .execute(params![id, value, detail, now()])?;
+                let changed = tx.prepare_cached(update)?.execute(params![
+                    id,
+                    value,
+                    detail,
+                    to_millis(clock.now())
+                ])?;
                 let ack = ack(&tx, &id, changed)?;
                 tx.commit()?;
                 Ok(ack)
@@ -242,9 +259,14 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<i64> {
     Ok(SCHEMA_VERSION)
 }
 
-/// "Now" for this backend: the host's clock.
-fn now() -> i64 {
-    to_millis(SystemTime::now())
+/// The host's clock: this backend's default.
+#[derive(Debug)]
+struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
 }
 
 fn decode_state(column: usize, code: i64) -> rusqlite::Result<State> {
@@ -306,10 +328,11 @@ impl Outbox for SqliteOutbox {
             .iter()
             .map(|m| (m.idempotency_key.map(str::to_owned), m.payload.to_vec()))
             .collect();
+        let clock = self.clock.clone();
         self.pool
             .run(move |conn| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let now = now();
+                let now = to_millis(clock.now());
                 let pause_end: i64 = tx
                     .prepare_cached(PAUSE_END)?
                     .query_row(params![tenant, now], |row| row.get(0))?;
@@ -359,10 +382,11 @@ impl Outbox for SqliteOutbox {
         }
         let worker = worker.to_owned();
         let lease = lease_millis(lease);
+        let clock = self.clock.clone();
         self.pool
             .run(move |conn| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let now = now();
+                let now = to_millis(clock.now());
                 let paused: HashMap<String, i64> = tx
                     .prepare_cached(PAUSED_NOW)?
                     .query_map(params![now], |row| Ok((row.get(0)?, row.get(1)?)))?
@@ -497,10 +521,11 @@ impl Outbox for SqliteOutbox {
         check_tenant(tenant)?;
         let tenant = tenant.to_owned();
         let until = to_millis(until);
+        let clock = self.clock.clone();
         self.pool
             .run(move |conn| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let now = now();
+                let now = to_millis(clock.now());
                 // Ended pauses are only ever compared against and lost; keep the table small.
                 tx.prepare_cached(FORGET_ENDED_PAUSES)?
                     .execute(params![now])?;

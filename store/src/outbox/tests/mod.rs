@@ -13,9 +13,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tempfile::TempDir;
 
 use super::{
-    Ack, Claimed, Depth, MAX_CLAIM, MAX_DETAIL_LEN, MAX_ENQUEUE_BATCH, MAX_NAME_LEN,
-    MAX_PAYLOAD_LEN, NewMessage, Outcome, RedisOutbox, SharedOutbox, SqliteOutbox, State,
-    is_valid_id, new_id, truncate_detail,
+    Ack, Claimed, Clock, Depth, MAX_CLAIM, MAX_DETAIL_LEN, MAX_ENQUEUE_BATCH, MAX_NAME_LEN,
+    MAX_PAYLOAD_LEN, ManualClock, NewMessage, Outcome, RedisOutbox, SharedOutbox, SqliteOutbox,
+    State, is_valid_id, new_id, truncate_detail,
 };
 use crate::StoreError;
 use crate::tests::redis::{RedisServer, shared_server, unique_prefix};
@@ -27,6 +27,8 @@ mod sqlite;
 struct Fixture {
     outbox: SharedOutbox,
     second: SharedOutbox,
+    /// Both instances' clock: "later" is `clock.advance`, never a real-time wait.
+    clock: Arc<ManualClock>,
     _dir: Option<TempDir>,
     /// Declared after the outboxes, so they disconnect before the server may stop.
     _server: Option<Arc<RedisServer>>,
@@ -35,11 +37,13 @@ struct Fixture {
 async fn sqlite_file() -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("wxnotify.sqlite3");
+    let clock = ManualClock::new(SystemTime::now());
     let outbox = SqliteOutbox::open(&path).expect("open sqlite outbox");
     let second = SqliteOutbox::open(&path).expect("open a second sqlite outbox");
     Fixture {
-        outbox: Arc::new(outbox),
-        second: Arc::new(second),
+        outbox: Arc::new(outbox.with_clock(clock.clone())),
+        second: Arc::new(second.with_clock(clock.clone())),
+        clock,
         _dir: Some(dir),
         _server: None,
     }
@@ -47,10 +51,14 @@ async fn sqlite_file() -> Fixture {
 
 /// An in-memory database cannot be opened twice; the second instance is a clone.
 async fn sqlite_in_memory() -> Fixture {
-    let outbox = SqliteOutbox::open_in_memory().expect("open in-memory outbox");
+    let clock = ManualClock::new(SystemTime::now());
+    let outbox = SqliteOutbox::open_in_memory()
+        .expect("open in-memory outbox")
+        .with_clock(clock.clone());
     Fixture {
         outbox: Arc::new(outbox.clone()),
         second: Arc::new(outbox),
+        clock,
         _dir: None,
         _server: None,
     }
@@ -61,11 +69,13 @@ async fn sqlite_in_memory() -> Fixture {
 async fn redis_shared() -> Fixture {
     let server = shared_server();
     let prefix = unique_prefix();
+    let clock = ManualClock::new(SystemTime::now());
     let outbox = RedisOutbox::new(server.backend_with_prefix(&prefix).await);
     let second = RedisOutbox::new(server.backend_with_prefix(&prefix).await);
     Fixture {
-        outbox: Arc::new(outbox),
-        second: Arc::new(second),
+        outbox: Arc::new(outbox.with_clock(clock.clone())),
+        second: Arc::new(second.with_clock(clock.clone())),
+        clock,
         _dir: None,
         _server: Some(server),
     }
@@ -152,7 +162,7 @@ async fn state_of(outbox: &SharedOutbox, id: &str) -> State {
 
 async fn round_trip(f: &Fixture) {
     let outbox = &f.outbox;
-    let before = SystemTime::now() - Duration::from_secs(1);
+    let before = f.clock.now() - Duration::from_secs(1);
     let enqueued = outbox.enqueue("acme", Some("k1"), b"hello").await.unwrap();
     assert!(!enqueued.duplicate);
     assert!(is_valid_id(&enqueued.id), "{}", enqueued.id);
@@ -165,7 +175,7 @@ async fn round_trip(f: &Fixture) {
     assert_eq!(status.last_detail, None);
     assert_eq!(status.finished_at, None);
     let next = status.next_attempt_at.expect("queued messages have one");
-    assert!(next <= SystemTime::now() + Duration::from_secs(1));
+    assert!(next <= f.clock.now() + Duration::from_secs(1));
     assert!(status.enqueued_at >= before);
     assert_eq!(
         outbox.depth(None).await.unwrap(),
@@ -229,7 +239,7 @@ async fn failed_is_final_and_settling_twice_changes_nothing(f: &Fixture) {
     );
     assert_eq!(
         outbox
-            .retry(&id, SystemTime::now(), "late retry")
+            .retry(&id, f.clock.now(), "late retry")
             .await
             .unwrap(),
         Ack::AlreadyFinal(State::Failed)
@@ -419,7 +429,7 @@ async fn expired_lease_is_claimed_by_another_worker(f: &Fixture) {
     assert_eq!((first[0].id.as_str(), first[0].attempts), (id.as_str(), 1));
     assert!(f.second.claim("w2", 10, lease).await.unwrap().is_empty());
 
-    tokio::time::sleep(lease + Duration::from_millis(100)).await;
+    f.clock.advance(lease + Duration::from_millis(100));
     let second = f.second.claim("w2", 10, LONG_LEASE).await.unwrap();
     assert_eq!(second.len(), 1);
     assert_eq!(
@@ -430,7 +440,7 @@ async fn expired_lease_is_claimed_by_another_worker(f: &Fixture) {
     assert_eq!(f.outbox.status(&id).await.unwrap().unwrap().attempts, 2);
     assert_eq!(f.outbox.depth(None).await.unwrap().in_flight, 1);
     // The new lease is the new worker's (a minute): nobody else gets it now.
-    tokio::time::sleep(lease + Duration::from_millis(100)).await;
+    f.clock.advance(lease + Duration::from_millis(100));
     assert!(f.outbox.claim("w3", 10, lease).await.unwrap().is_empty());
 
     // The first worker was only slow: its late outcome is the first final one and wins.
@@ -453,7 +463,7 @@ async fn retry_waits_for_not_before(f: &Fixture) {
     assert_eq!(ids(&claimed), [id.as_str()]);
 
     let wait = Duration::from_millis(400);
-    let not_before = SystemTime::now() + wait;
+    let not_before = f.clock.now() + wait;
     assert_eq!(
         outbox
             .retry(&id, not_before, "system busy (-1)")
@@ -483,11 +493,9 @@ async fn retry_waits_for_not_before(f: &Fixture) {
     // Only the other message is due.
     let claimed = f.second.claim("w2", 10, LONG_LEASE).await.unwrap();
     assert_eq!(ids(&claimed), [other.as_str()]);
-    while SystemTime::now() < not_before - Duration::from_millis(50) {
-        assert!(outbox.claim("w", 10, LONG_LEASE).await.unwrap().is_empty());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    f.clock.advance(wait - Duration::from_millis(1));
+    assert!(outbox.claim("w", 10, LONG_LEASE).await.unwrap().is_empty());
+    f.clock.advance(Duration::from_millis(1));
     let claimed = f.second.claim("w2", 10, LONG_LEASE).await.unwrap();
     assert_eq!(ids(&claimed), [id.as_str()]);
     assert_eq!(claimed[0].attempts, 2);
@@ -496,7 +504,7 @@ async fn retry_waits_for_not_before(f: &Fixture) {
     // a queued one works too (the worker decides; the outbox only forbids undoing finals).
     assert_eq!(
         outbox
-            .retry(&id, SystemTime::now() - Duration::from_secs(5), "again")
+            .retry(&id, f.clock.now() - Duration::from_secs(5), "again")
             .await
             .unwrap(),
         Ack::Applied
@@ -514,7 +522,7 @@ async fn pause_skips_only_that_tenant(f: &Fixture) {
     let outbox = &f.outbox;
     let acme = enqueue_n(outbox, "acme", 3).await;
     let globex = enqueue_n(outbox, "globex", 2).await;
-    let until = SystemTime::now() + Duration::from_secs(3600);
+    let until = f.clock.now() + Duration::from_secs(3600);
     outbox.pause_tenant("acme", until).await.unwrap();
     // Enqueueing for a paused tenant still works; the message waits too.
     let late = outbox.enqueue("acme", None, b"late").await.unwrap().id;
@@ -549,7 +557,7 @@ async fn pause_skips_only_that_tenant(f: &Fixture) {
         .unwrap();
     assert!(outbox.claim("w", 100, LONG_LEASE).await.unwrap().is_empty());
     f.second
-        .pause_tenant("acme", SystemTime::now() - Duration::from_secs(1))
+        .pause_tenant("acme", f.clock.now() - Duration::from_secs(1))
         .await
         .unwrap();
     let claimed = outbox.claim("w", 100, LONG_LEASE).await.unwrap();
@@ -561,20 +569,17 @@ async fn pause_skips_only_that_tenant(f: &Fixture) {
 async fn pause_ends_by_itself(f: &Fixture) {
     let outbox = &f.outbox;
     let pause = Duration::from_millis(300);
-    let ends = SystemTime::now() + pause;
+    let ends = f.clock.now() + pause;
     outbox.pause_tenant("acme", ends).await.unwrap();
     let id = outbox.enqueue("acme", None, b"x").await.unwrap().id;
     // Retrying into the pause with an earlier not_before still waits for the pause.
     assert!(outbox.claim("w", 10, LONG_LEASE).await.unwrap().is_empty());
     assert_eq!(
-        outbox
-            .retry(&id, SystemTime::now(), "paused")
-            .await
-            .unwrap(),
+        outbox.retry(&id, f.clock.now(), "paused").await.unwrap(),
         Ack::Applied
     );
     assert!(outbox.claim("w", 10, LONG_LEASE).await.unwrap().is_empty());
-    tokio::time::sleep(pause + Duration::from_millis(100)).await;
+    f.clock.advance(pause + Duration::from_millis(100));
     let claimed = f.second.claim("w", 10, LONG_LEASE).await.unwrap();
     assert_eq!(ids(&claimed), [id]);
     // Attempts count claims only: the pause did not spend any.
@@ -593,10 +598,10 @@ async fn expired_lease_of_a_paused_tenant_waits_for_the_pause(f: &Fixture) {
     // pause: nobody may take the message before the pause ends.
     let pause = Duration::from_millis(600);
     outbox
-        .pause_tenant("acme", SystemTime::now() + pause)
+        .pause_tenant("acme", f.clock.now() + pause)
         .await
         .unwrap();
-    tokio::time::sleep(lease + Duration::from_millis(100)).await;
+    f.clock.advance(lease + Duration::from_millis(100));
     assert!(
         f.second
             .claim("w2", 10, LONG_LEASE)
@@ -612,7 +617,7 @@ async fn expired_lease_of_a_paused_tenant_waits_for_the_pause(f: &Fixture) {
             in_flight: 0
         }
     );
-    tokio::time::sleep(pause).await;
+    f.clock.advance(pause);
     let claimed = f.second.claim("w2", 10, LONG_LEASE).await.unwrap();
     assert_eq!(ids(&claimed), [id]);
     assert_eq!(claimed[0].attempts, 2);
@@ -655,7 +660,7 @@ async fn depth_counts_per_tenant_and_total(f: &Fixture) {
             let ack = outbox
                 .retry(
                     &message.id,
-                    SystemTime::now() + Duration::from_secs(60),
+                    f.clock.now() + Duration::from_secs(60),
                     "later",
                 )
                 .await
@@ -684,7 +689,7 @@ async fn depth_counts_per_tenant_and_total(f: &Fixture) {
 
 async fn unknown_ids(f: &Fixture) {
     let outbox = &f.outbox;
-    let never = new_id(SystemTime::now());
+    let never = new_id(f.clock.now());
     for id in [
         never.as_str(),
         "",
@@ -698,7 +703,7 @@ async fn unknown_ids(f: &Fixture) {
             Ack::NotFound
         );
         assert_eq!(
-            outbox.retry(id, SystemTime::now(), "").await.unwrap(),
+            outbox.retry(id, f.clock.now(), "").await.unwrap(),
             Ack::NotFound
         );
     }
@@ -735,10 +740,7 @@ async fn limits(f: &Fixture) {
     assert_too_large(outbox.enqueue_many("acme", &batch).await, "batch");
     assert_too_large(outbox.claim(&long, 1, LONG_LEASE).await, "worker");
     assert_too_large(outbox.depth(Some(&long)).await, "tenant");
-    assert_too_large(
-        outbox.pause_tenant(&long, SystemTime::now()).await,
-        "tenant",
-    );
+    assert_too_large(outbox.pause_tenant(&long, f.clock.now()).await, "tenant");
     assert_eq!(outbox.depth(None).await.unwrap(), Depth::default());
 
     // The largest payload and a full batch are fine.
@@ -794,15 +796,12 @@ async fn purge_forgets_old_outcomes_and_their_keys(f: &Fixture) {
         );
     }
     // Nothing finished before an hour ago.
-    let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+    let hour_ago = f.clock.now() - Duration::from_secs(3600);
     assert_eq!(outbox.purge_finished(hour_ago, 100).await.unwrap(), 0);
-    assert_eq!(
-        outbox.purge_finished(SystemTime::now(), 0).await.unwrap(),
-        0
-    );
+    assert_eq!(outbox.purge_finished(f.clock.now(), 0).await.unwrap(), 0);
 
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    let now = SystemTime::now();
+    f.clock.advance(Duration::from_millis(5));
+    let now = f.clock.now();
     assert_eq!(f.second.purge_finished(now, 3).await.unwrap(), 3);
     assert_eq!(outbox.purge_finished(now, 3).await.unwrap(), 2);
     assert_eq!(outbox.purge_finished(now, 3).await.unwrap(), 0);
@@ -927,7 +926,7 @@ async fn crashed_worker_messages_go_to_another_worker(f: &Fixture) {
             .is_empty()
     );
     assert_eq!(f.second.depth(None).await.unwrap().in_flight, 50);
-    tokio::time::sleep(lease + Duration::from_millis(100)).await;
+    f.clock.advance(lease + Duration::from_millis(100));
     let rescued = f.second.claim("survivor", 100, LONG_LEASE).await.unwrap();
     assert_eq!(
         rescued

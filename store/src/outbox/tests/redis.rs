@@ -3,12 +3,12 @@
 //! the stream or the group, and foreign data.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use ::redis::AsyncCommands;
 
 use super::{LONG_LEASE, delivered, ids};
-use crate::outbox::{Ack, Depth, Outbox, RedisOutbox, State};
+use crate::outbox::{Ack, Depth, ManualClock, Outbox, RedisOutbox, State};
 use crate::tests::redis::{shared_server, unique_prefix};
 use crate::{KeyValueBackend, Scope, StoreError};
 
@@ -156,7 +156,9 @@ async fn prefixes_separate_deployments() {
 async fn recovers_when_the_group_or_the_stream_is_deleted() {
     let server = shared_server();
     let prefix = unique_prefix();
-    let outbox = RedisOutbox::new(server.backend_with_prefix(&prefix).await);
+    let clock = ManualClock::new(SystemTime::now());
+    let outbox =
+        RedisOutbox::new(server.backend_with_prefix(&prefix).await).with_clock(clock.clone());
     let mut raw = server.raw().await;
     let stream = outbox.stream_name().to_owned();
 
@@ -194,7 +196,7 @@ async fn recovers_when_the_group_or_the_stream_is_deleted() {
             // by itself: deleting the stream by hand deletes the queue.
             assert!(claimed.is_empty());
         }
-        tokio::time::sleep(lease + Duration::from_millis(100)).await;
+        clock.advance(lease + Duration::from_millis(100));
         let rescued = outbox.claim("w", 10, LONG_LEASE).await.unwrap();
         assert_eq!(
             ids(&rescued),
@@ -224,7 +226,9 @@ async fn recovers_when_the_group_or_the_stream_is_deleted() {
 async fn foreign_data_under_our_names_is_reported() {
     let server = shared_server();
     let prefix = unique_prefix();
-    let outbox = RedisOutbox::new(server.backend_with_prefix(&prefix).await);
+    let clock = ManualClock::new(SystemTime::now());
+    let outbox =
+        RedisOutbox::new(server.backend_with_prefix(&prefix).await).with_clock(clock.clone());
     let mut raw = server.raw().await;
     let stream = outbox.stream_name().to_owned();
 

@@ -10,7 +10,7 @@ use rusqlite::Connection;
 
 use super::{LONG_LEASE, delivered, drain, enqueue_n, ids};
 use crate::outbox::sqlite::{DEPTH_TENANT, DUE, FIND_BY_KEY, PURGE, RESCHEDULE_TENANT};
-use crate::outbox::{Ack, Depth, Outbox, SharedOutbox, SqliteOutbox, State};
+use crate::outbox::{Ack, Clock, Depth, ManualClock, Outbox, SharedOutbox, SqliteOutbox, State};
 use crate::tests::sqlite::{child_report, spawn_child_test, wait_for_key};
 use crate::{KeyValueBackend, Scope, SqliteBackend, StoreError};
 
@@ -23,10 +23,11 @@ fn temp_db() -> (tempfile::TempDir, std::path::PathBuf) {
 #[tokio::test]
 async fn everything_survives_reopening() {
     let (_dir, path) = temp_db();
+    let clock = ManualClock::new(SystemTime::now());
     let lease = Duration::from_millis(200);
-    let pause_end = SystemTime::now() + Duration::from_secs(3600);
+    let pause_end = clock.now() + Duration::from_secs(3600);
     let (delivered_id, in_flight_id, queued_id, paused_id) = {
-        let outbox = SqliteOutbox::open(&path).unwrap();
+        let outbox = SqliteOutbox::open(&path).unwrap().with_clock(clock.clone());
         let delivered_id = outbox.enqueue("acme", Some("k"), b"1").await.unwrap().id;
         let in_flight_id = outbox.enqueue("acme", None, b"2").await.unwrap().id;
         let queued_id = outbox.enqueue("acme", None, b"3").await.unwrap().id;
@@ -42,7 +43,8 @@ async fn everything_survives_reopening() {
         (delivered_id, in_flight_id, queued_id, paused_id)
     };
 
-    let outbox: SharedOutbox = Arc::new(SqliteOutbox::open(&path).unwrap());
+    let outbox: SharedOutbox =
+        Arc::new(SqliteOutbox::open(&path).unwrap().with_clock(clock.clone()));
     let status = outbox.status(&delivered_id).await.unwrap().unwrap();
     assert_eq!(status.state, State::Delivered);
     assert_eq!(status.last_detail.as_deref(), Some("sent"));
@@ -67,7 +69,7 @@ async fn everything_survives_reopening() {
     // The queued message at once; the dead worker's after its lease; the paused tenant's not.
     let claimed = outbox.claim("w2", 10, LONG_LEASE).await.unwrap();
     assert_eq!(ids(&claimed), [queued_id]);
-    tokio::time::sleep(lease).await;
+    clock.advance(lease);
     let claimed = outbox.claim("w2", 10, LONG_LEASE).await.unwrap();
     assert_eq!(ids(&claimed), [in_flight_id]);
     assert_eq!(claimed[0].attempts, 2);
