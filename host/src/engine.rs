@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::error::Error;
+use crate::error::{BoxError, Error};
 
 /// How often the engine's epoch advances: the granularity of deadlines and of the yields
 /// that keep a busy component from holding an executor thread.
@@ -103,7 +103,10 @@ impl Engine {
             .table_keep_resident(options.keep_resident_bytes)
             .async_stack_keep_resident(options.keep_resident_bytes);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = wasmtime::Engine::new(&config).map_err(|e| Error::Engine(format!("{e:#}")))?;
+        let engine = wasmtime::Engine::new(&config).map_err(|e| Error::Engine {
+            what: "engine",
+            source: e.into(),
+        })?;
         start_epoch_ticker(&engine);
         Ok(Engine {
             engine,
@@ -125,12 +128,12 @@ impl Engine {
 
     /// Compiles `bytes`, or returns the component compiled before from the same bytes (in
     /// this process, or by any earlier process sharing the cache directory).
-    pub fn component(&self, bytes: &[u8]) -> Result<Component, String> {
+    pub fn component(&self, bytes: &[u8]) -> Result<Component, BoxError> {
         self.load(bytes).map(|(component, _)| component)
     }
 
     /// Like [`Engine::component`], also saying where the component came from.
-    pub fn load(&self, bytes: &[u8]) -> Result<(Component, CompiledFrom), String> {
+    pub fn load(&self, bytes: &[u8]) -> Result<(Component, CompiledFrom), BoxError> {
         let hash: [u8; 32] = Sha256::digest(bytes).into();
         if let Some(component) = self.memory().get(&hash) {
             return Ok((component.clone(), CompiledFrom::Memory));
@@ -142,13 +145,11 @@ impl Engine {
                 let serialized = self
                     .engine
                     .precompile_component(bytes)
-                    .map_err(|e| format!("{e:#}"))?;
+                    .map_err(BoxError::from)?;
                 if let Some(path) = &cached {
                     write_cache(path, &serialized);
                 }
-                let component = self
-                    .deserialize(&serialized)
-                    .map_err(|e| format!("{e:#}"))?;
+                let component = self.deserialize(&serialized).map_err(BoxError::from)?;
                 (component, CompiledFrom::Compiled)
             }
         };

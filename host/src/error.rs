@@ -18,12 +18,12 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file is not valid TOML, or has an unknown or mistyped field.
-    #[error("tenants file {path}: {message}")]
+    #[error("tenants file {path}: {source}")]
     Parse {
         /// The file.
         path: String,
-        /// The parser's message, with line and column.
-        message: String,
+        /// The parser's error, with line and column.
+        source: toml::de::Error,
     },
     /// A field has a value that cannot work.
     #[error("tenant `{tenant}`: {field}: {message}")]
@@ -46,15 +46,50 @@ pub enum ConfigError {
         variable: String,
     },
     /// The tenant's component cannot be loaded.
-    #[error("tenant `{tenant}`: component {path}: {message}")]
+    #[error("tenant `{tenant}`: component {path}: {problem}")]
     Component {
         /// The tenant.
         tenant: String,
         /// The component file, or `built-in`.
         path: String,
         /// Why it cannot be used.
-        message: String,
+        #[source]
+        problem: ComponentProblem,
     },
+}
+
+/// An error of wasmtime or another library, kept with its chain of causes.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a file cannot run as a tenant's component. The message shows the whole chain of causes
+/// (wasmtime's errors are layered); `source` keeps it for walking.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ComponentProblem {
+    /// The file could not be read.
+    #[error("cannot read: {0}")]
+    Unreadable(#[source] std::io::Error),
+    /// Not a component wasmtime can compile.
+    #[error("not a valid component: {}", chain(.0.as_ref()))]
+    Invalid(#[source] BoxError),
+    /// It imports something this host does not provide.
+    #[error("imports something this host does not provide: {}", chain(.0.as_ref()))]
+    Imports(#[source] BoxError),
+    /// It does not export the world.
+    #[error("does not export the wechat:notify/notify world: {}", chain(.0.as_ref()))]
+    Exports(#[source] BoxError),
+}
+
+/// `error` and its causes, `: `-separated.
+pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Why a call into the runtime failed.
@@ -102,9 +137,15 @@ pub enum Error {
     /// The storage backend could not be opened.
     #[error("storage: {0}")]
     Storage(#[from] wxnotify_store::StoreError),
-    /// The engine could not be created.
-    #[error("engine: {0}")]
-    Engine(String),
+    /// The engine, a tenant's storage or the HTTP client could not be set up.
+    #[error("{what}: {}", chain(source.as_ref()))]
+    Engine {
+        /// What was being set up.
+        what: &'static str,
+        /// Why it failed.
+        #[source]
+        source: BoxError,
+    },
 }
 
 impl Error {

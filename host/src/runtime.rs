@@ -14,7 +14,7 @@ use wxnotify_store::SharedBackend;
 
 use crate::bindings::{Notify, NotifyPre};
 use crate::engine::{CompiledFrom, Engine};
-use crate::error::{ConfigError, Error, NotifyError};
+use crate::error::{ComponentProblem, ConfigError, Error, NotifyError};
 use crate::tenant::ResolvedTenant;
 use crate::wasi_config::{self, ConfigValues};
 use crate::wasi_http::{AllowList, EgressHooks, HttpClient, HttpLimits};
@@ -167,7 +167,10 @@ impl Runtime {
         http_limits: HttpLimits,
     ) -> Result<Runtime, Error> {
         let mut linker = Linker::new(engine.wasmtime());
-        let link = |e: wasmtime::Error| Error::Engine(format!("linking WASI: {e:#}"));
+        let link = |e: wasmtime::Error| Error::Engine {
+            what: "linking WASI",
+            source: e.into(),
+        };
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link)?;
         wasi_keyvalue::add_to_linker(&mut linker, |s: &mut HostState| {
@@ -178,8 +181,10 @@ impl Runtime {
             wasi_config::Config::new(&s.config)
         })
         .map_err(link)?;
-        let http = HttpClient::new(http_limits)
-            .map_err(|e| Error::Engine(format!("TLS configuration: {e}")))?;
+        let http = HttpClient::new(http_limits).map_err(|e| Error::Engine {
+            what: "TLS configuration",
+            source: e.into(),
+        })?;
         Ok(Runtime {
             engine: engine.clone(),
             linker,
@@ -284,22 +289,21 @@ impl Runtime {
 
     /// Whether `bytes` is a component this runtime can run as a tenant's plugin; the error
     /// says what is wrong with it.
-    pub fn check_component(&self, bytes: &[u8]) -> Result<(), String> {
+    pub fn check_component(&self, bytes: &[u8]) -> Result<(), ComponentProblem> {
         let component = self
             .engine
             .component(bytes)
-            .map_err(|e| format!("not a valid component: {e}"))?;
+            .map_err(ComponentProblem::Invalid)?;
         self.link(&component).map(drop)
     }
 
     /// Links `component` against this host's imports and checks it exports the world.
-    fn link(&self, component: &Component) -> Result<NotifyPre<HostState>, String> {
+    fn link(&self, component: &Component) -> Result<NotifyPre<HostState>, ComponentProblem> {
         let instance_pre = self
             .linker
             .instantiate_pre(component)
-            .map_err(|e| format!("imports something this host does not provide: {e:#}"))?;
-        NotifyPre::new(instance_pre)
-            .map_err(|e| format!("does not export the wechat:notify/notify world: {e:#}"))
+            .map_err(|e| ComponentProblem::Imports(e.into()))?;
+        NotifyPre::new(instance_pre).map_err(|e| ComponentProblem::Exports(e.into()))
     }
 
     fn load_plugin(
@@ -308,21 +312,21 @@ impl Runtime {
         path: Option<&Path>,
     ) -> Result<(Plugin, CompiledFrom), Error> {
         let source = path.map_or_else(|| "built-in".to_owned(), |p| p.display().to_string());
-        let invalid = |message: String| ConfigError::Component {
+        let invalid = |problem: ComponentProblem| ConfigError::Component {
             tenant: tenant.to_owned(),
             path: source.clone(),
-            message,
+            problem,
         };
         let bytes = match path {
             Some(path) => std::borrow::Cow::Owned(
-                std::fs::read(path).map_err(|e| invalid(format!("cannot read: {e}")))?,
+                std::fs::read(path).map_err(|e| invalid(ComponentProblem::Unreadable(e)))?,
             ),
             None => std::borrow::Cow::Borrowed(BUILTIN_COMPONENT),
         };
         let (component, from) = self
             .engine
             .load(&bytes)
-            .map_err(|e| invalid(format!("not a valid component: {e}")))?;
+            .map_err(|e| invalid(ComponentProblem::Invalid(e)))?;
         let pre = self.link(&component).map_err(invalid)?;
         Ok((Plugin { pre, source }, from))
     }

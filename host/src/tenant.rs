@@ -308,9 +308,9 @@ impl TenantsFile {
 
     /// Parses TOML text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<TenantsFile, ConfigError> {
-        let file: TenantsFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let file: TenantsFile = toml::from_str(text).map_err(|source| ConfigError::Parse {
             path: origin.to_owned(),
-            message: e.to_string(),
+            source,
         })?;
         for id in file.tenants.keys() {
             if id.is_empty()

@@ -387,3 +387,121 @@ async fn its_json_api_takes_the_built_in_components_json() {
     );
     assert_eq!(sandbox.robot_messages(ROBOT_KEY).len(), 1);
 }
+
+/// `POST` or `GET` to `wxnotify serve` at `addr` over a plain connection; the status and JSON.
+async fn serve_request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nhost: wxnotify\r\nauthorization: Bearer staging-key\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    let status = answer[9..12].parse().unwrap();
+    let (_, json) = answer.split_once("\r\n\r\n").unwrap();
+    (status, serde_json::from_str(json).unwrap_or_default())
+}
+
+#[tokio::test]
+async fn under_serve_it_delivers_through_its_typed_exports_and_its_quota_waits_a_minute() {
+    use wxnotify::serve::{ServeOptions, Server};
+    use wxnotify_store::outbox::{SharedOutbox, SqliteOutbox};
+
+    let world = World::in_memory().await;
+    let sandbox = world.sandbox.state();
+    sandbox.add_robot(ROBOT_KEY);
+    // A server of its own, with the robot tenant only.
+    let runtime =
+        Arc::new(wxnotify::Runtime::new(wxnotify_tests::engine(), world.backend.clone()).unwrap());
+    let toml = format!(
+        "[tenants.staging]\nplugin = \"{}\"\napi_base = \"{}\"\n\
+         [tenants.staging.config]\nwebhook_key = {{ env = \"{KEY_VARIABLE}\" }}\n",
+        robot_plugin().display(),
+        world.sandbox.base_url()
+    );
+    let tenant = TenantsFile::parse(&toml, "test")
+        .unwrap()
+        .resolve_all(|_| Some(ROBOT_KEY.to_owned()))
+        .unwrap()
+        .remove(0);
+    runtime.add_tenant(tenant).unwrap();
+    let outbox: SharedOutbox = Arc::new(SqliteOutbox::open_in_memory().unwrap());
+    let keys = [("staging".to_owned(), Some("staging-key".to_owned()))].into();
+    let options = ServeOptions {
+        bind: ([127, 0, 0, 1], 0).into(),
+        workers: 1,
+        ..ServeOptions::default()
+    };
+    let server = Server::start(runtime, outbox.clone(), keys, options)
+        .await
+        .unwrap();
+    let addr = server.addr();
+    let notification = r#"{"recipient": {"mini_program": "mini-openid-7"},
+        "channels": [{"subscribe_message": {"template_id": "TPL_ORDER_STATUS",
+            "data": {"thing1": "Refund approved"}}}]}"#;
+
+    // Checked through `check-notification`, delivered through `send-notification`.
+    let (status, accepted) =
+        serve_request(addr, "POST", "/v1/staging/notifications", notification).await;
+    assert_eq!(status, 202, "{accepted}");
+    let id = accepted["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/staging/notifications/{id}");
+    let delivered = wait_for(addr, &path, "delivered").await;
+    assert_eq!(delivered["channel"], "subscribe_message", "{delivered}");
+    assert_eq!(sandbox.robot_messages(ROBOT_KEY).len(), 1);
+    let (status, refused) = serve_request(
+        addr,
+        "POST",
+        "/v1/staging/notifications",
+        r#"{"recipient": {"union": "u"}, "channels": []}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, &refused["error"]["kind"]),
+        (400, &json!("invalid_input"))
+    );
+
+    // The robot's per-minute limit: retried in a minute, the tenant not paused till midnight.
+    sandbox.inject(Fault::errcode(WECOM_WEBHOOK_SEND, 45009, "api freq out of limit").times(1));
+    let (_, accepted) =
+        serve_request(addr, "POST", "/v1/staging/notifications", notification).await;
+    let id = accepted["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/staging/notifications/{id}");
+    let waiting = wait_for(addr, &path, "queued").await;
+    assert_eq!(waiting["error"]["retry_after_secs"], 60, "{waiting}");
+    let next = outbox
+        .status(&id)
+        .await
+        .unwrap()
+        .unwrap()
+        .next_attempt_at
+        .unwrap();
+    let wait = next
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    assert!(
+        wait > Duration::from_secs(50) && wait <= Duration::from_secs(60),
+        "retried in {wait:?}"
+    );
+    server.shutdown().await;
+}
+
+/// Polls `path` until the notification's state is `state` (its first attempt made).
+async fn wait_for(addr: std::net::SocketAddr, path: &str, state: &str) -> serde_json::Value {
+    for _ in 0..200 {
+        let (_, status) = serve_request(addr, "GET", path, "").await;
+        if status["state"] == state && status["attempts"].as_u64() >= Some(1) {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{path} never reached {state}");
+}

@@ -18,7 +18,10 @@ pub async fn open(spec: &StorageSpec) -> Result<SharedBackend, Error> {
             // Opening may wait on other processes' locks: off the async threads.
             let opened = tokio::task::spawn_blocking(move || SqliteBackend::open(&path))
                 .await
-                .map_err(|e| Error::Engine(format!("opening SQLite: {e}")))??;
+                .map_err(|e| Error::Engine {
+                    what: "opening SQLite",
+                    source: e.into(),
+                })??;
             Arc::new(opened)
         }
         StorageSpec::Redis { url, prefix } => {
