@@ -8,6 +8,12 @@ rustup target add wasm32-wasip2 >/dev/null
 # rustfmt and clippy for the CI gates.
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
+# Fuzzing (scripts/fuzz.sh): libFuzzer needs the nightly toolchain and cargo-fuzz.
+rustup toolchain install nightly --profile minimal >/dev/null 2>&1
+if ! cargo fuzz --version 2>/dev/null | grep -q '0.13.2'; then
+    cargo install cargo-fuzz --version 0.13.2 --locked --quiet
+fi
+
 # The Redis backend's tests (store/) start their own redis-server and fail without one.
 if ! command -v redis-server >/dev/null 2>&1; then
     sudo=""
