@@ -226,7 +226,7 @@ pub struct SyncProgress {
     pub total: u32,
     /// Followers processed since this sync started from the beginning.
     pub synced: u32,
-    /// Followers of this run whose unionid is now mapped.
+    /// Followers processed since this sync started whose unionid is now mapped.
     pub mapped: u32,
     /// Whether the last page has been processed.
     pub done: bool,

@@ -166,7 +166,7 @@ async fn followers_sync_over_json_a_page_per_call_and_then_sends_reach_them() {
     assert_eq!(status, 200, "{last}");
     assert_eq!(
         last,
-        json!({"total": 12_000, "synced": 12_000, "mapped": 2_000, "done": true})
+        json!({"total": 12_000, "synced": 12_000, "mapped": 12_000, "done": true})
     );
     assert_eq!(world.requests_to("/cgi-bin/user/get"), 2);
 

@@ -20,5 +20,7 @@ mod tenants;
 mod callbacks;
 // Plugins: the WeCom group robot plugin, alone and swapped in live.
 mod plugins;
+// Hostile plugins: each stopped with an error naming its tenant while a neighbour sends.
+mod hostile;
 // The built components against the worlds of Spin and other hosts we do not run here.
 mod gateways;

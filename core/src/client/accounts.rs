@@ -119,8 +119,10 @@ impl<E: Env> WeChat<'_, E> {
                 .await?
                 .and_then(|bytes| serde_json::from_slice::<SyncCursor>(&bytes).ok())
         };
-        let (next_openid, synced_before) =
-            cursor.map_or((String::new(), 0), |c| (c.next_openid, c.synced));
+        let (next_openid, synced_before, mapped_before) = cursor
+            .map_or((String::new(), 0, 0), |c| {
+                (c.next_openid, c.synced, c.mapped)
+            });
         #[derive(Deserialize)]
         struct Page {
             #[serde(default)]
@@ -151,9 +153,9 @@ impl<E: Env> WeChat<'_, E> {
             .await?;
         let page = page.value;
         let openids = page.data.map(|d| d.openid).unwrap_or_default();
-        let mut mapped = 0;
+        let mut mapped = mapped_before;
         for chunk in openids.chunks(BATCHGET_MAX) {
-            mapped += self.map_followers(chunk).await?;
+            mapped = mapped.saturating_add(self.map_followers(chunk).await?);
         }
         let synced = synced_before.saturating_add(u32::try_from(openids.len()).unwrap_or(u32::MAX));
         // WeChat may hand back a next_openid with nothing after it, so an empty page or an empty
@@ -165,6 +167,7 @@ impl<E: Env> WeChat<'_, E> {
             let cursor = SyncCursor {
                 next_openid: page.next_openid,
                 synced,
+                mapped,
             };
             self.env
                 .set(Bucket::Users, users::SYNC_CURSOR, &to_json(&cursor))
@@ -368,7 +371,10 @@ mod tests {
             100
         );
         let second = env.run(async |w| w.sync_followers(false).await).unwrap();
-        assert_eq!((second.synced, second.done), (150, true));
+        assert_eq!(
+            (second.synced, second.mapped, second.done),
+            (150, 150, true)
+        );
         let resumed = &env.sent_to("/cgi-bin/user/get")[1].url;
         assert!(
             resumed.contains(&format!("next_openid={}", openids[119])),

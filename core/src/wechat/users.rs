@@ -142,6 +142,9 @@ pub struct SyncCursor {
     pub next_openid: String,
     /// Followers processed so far in this sync.
     pub synced: u32,
+    /// Followers mapped so far in this sync (absent in cursors written before it was kept).
+    #[serde(default)]
+    pub mapped: u32,
 }
 
 /// Checks an openid or unionid before it becomes part of a key or a URL. WeChat ids are

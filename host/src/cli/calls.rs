@@ -263,11 +263,10 @@ impl SyncCommand {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         let mut restart = self.restart;
-        let mut mapped = 0u64;
         loop {
             let progress = tenant.sync_followers(restart).await?;
             restart = false;
-            mapped += u64::from(progress.mapped);
+            let mapped = progress.mapped;
             bar.set_length(u64::from(progress.total));
             bar.set_position(u64::from(progress.synced));
             bar.set_message(format!("{mapped} unionids mapped"));
@@ -278,7 +277,7 @@ impl SyncCommand {
                 bar.finish();
                 if !json {
                     out!(
-                        "synced {} of {} followers, {mapped} unionids mapped this run, in {:.1?}",
+                        "synced {} of {} followers, {mapped} unionids mapped, in {:.1?}",
                         progress.synced,
                         progress.total,
                         started.elapsed()
