@@ -190,22 +190,8 @@ const BETWEEN_BYTES_TIMEOUT_NS: u64 = 15_000_000_000;
 /// `blocking-write-and-flush` takes at most this many bytes per call.
 const WRITE_CHUNK: usize = 4096;
 
-/// The methods the components use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    Get,
-    Post,
-}
-
-impl Method {
-    /// `GET` or `POST`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Get => "GET",
-            Method::Post => "POST",
-        }
-    }
-}
+/// The method, answer and failure of one request ([`send`]).
+pub use wxnotify_contract::egress::{Failure, Method, Response};
 
 /// An outgoing request: a GET, or a POST of a JSON body.
 #[derive(Debug, Clone, Copy)]
@@ -217,35 +203,6 @@ pub struct Request<'a> {
     pub json: Option<&'a [u8]>,
     /// A response body larger than this is an error, not an answer.
     pub max_response_bytes: usize,
-}
-
-/// An answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Response {
-    pub status: u16,
-    pub body: Vec<u8>,
-}
-
-/// Why a request got no answer. The text never contains the URL: its query may carry a
-/// credential, so callers add what they can show.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
-    /// The host's egress policy refused it: retrying cannot help.
-    Denied(String),
-    /// Refused, reset, timed out, unreadable: it may work later.
-    Failed(String),
-}
-
-impl From<String> for Failure {
-    fn from(message: String) -> Self {
-        Failure::Failed(message)
-    }
-}
-
-impl From<&str> for Failure {
-    fn from(message: &str) -> Self {
-        Failure::Failed(message.to_owned())
-    }
 }
 
 /// Sends `request` and reads its answer, with connect, first-byte and between-bytes timeouts

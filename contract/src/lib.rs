@@ -7,12 +7,15 @@
 //!   place that decides what an error means for trying again.
 //! - [`json_api`]: the JSON API over [`Notify`] (the world's operations), which a component
 //!   serves on `wasi:http/incoming-handler` for gateways.
+//! - [`egress`]: one outgoing HTTP exchange (method, answer, failure), as the flows and the
+//!   hosts' HTTP glue hand it to each other.
 //! - [`wit_conversions!`]: `From` both ways to the types wit-bindgen or wasmtime's `bindgen!`
 //!   generate from the same WIT, used once by each component and by the host.
 //!
 //! No I/O and no WASI: it builds for `wasm32-wasip2` and natively alike.
 
 pub mod convert;
+pub mod egress;
 mod error;
 pub mod json_api;
 pub mod types;

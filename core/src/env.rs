@@ -34,39 +34,8 @@ impl Bucket {
     }
 }
 
-/// The methods the flows use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    Get,
-    Post,
-}
-
-impl Method {
-    /// `GET` or `POST`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Get => "GET",
-            Method::Post => "POST",
-        }
-    }
-}
-
-/// An HTTP answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Response {
-    pub status: u16,
-    pub body: Vec<u8>,
-}
-
-/// Why a request got no answer. The text never contains the URL: its query may carry a
-/// credential.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
-    /// The host's egress policy refused it: retrying cannot help.
-    Denied(String),
-    /// Refused, reset, timed out, unreadable: it may work later.
-    Failed(String),
-}
+/// The method, answer and transport failure of [`Env::http`].
+pub use wxnotify_contract::egress::{Failure, Method, Response};
 
 /// An outgoing HTTP request. `url` may carry an access token or secret: never log it as is,
 /// use [`crate::wechat::redact_url`].

@@ -65,23 +65,15 @@ impl Env for WasiEnv {
                 wxnotify_core::wechat::redact_url(&request.url)
             )
         };
-        let method = match request.method {
-            wxnotify_core::env::Method::Get => io::Method::Get,
-            wxnotify_core::env::Method::Post => io::Method::Post,
-        };
         io::send(&io::Request {
-            method,
+            method: request.method,
             url: &request.url,
             json: request.body.as_deref(),
             max_response_bytes: MAX_RESPONSE_BYTES,
         })
-        .map(|answer| Response {
-            status: answer.status,
-            body: answer.body,
-        })
         .map_err(|failure| match failure {
-            io::Failure::Denied(e) => Failure::Denied(describe(e)),
-            io::Failure::Failed(e) => Failure::Failed(describe(e)),
+            Failure::Denied(e) => Failure::Denied(describe(e)),
+            Failure::Failed(e) => Failure::Failed(describe(e)),
         })
     }
 
