@@ -1,7 +1,9 @@
 //! No secret reaches what wxnotify prints, logs or answers: every command and the server, on
 //! success and failure paths, with distinctive secret values and logs at every level
-//! (`WXNOTIFY_LOG=trace`). What is checked: stdout and stderr of each process, and every HTTP
-//! answer of the server (the API's JSON, its errors, `/metrics`).
+//! (`WXNOTIFY_LOG=trace`). What is checked: stdout and stderr of each process, every HTTP
+//! answer of the server (the API's JSON, its errors, `/metrics`), and every value stored in the
+//! SQLite file but the two kept by design: the token cache (`tokens` bucket) and the session
+//! keys decryption needs (`users`, `mini/{openid}/session_key`).
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -23,6 +25,7 @@ const AES_KEY: &str = "AESKEYzq8w7e6r5t4y3u2i1o0pAsDfGhJkLzXcVbNm1";
 const API_KEY: &str = "APIKEY7c4e2a9d";
 /// 16 bytes ("secret-session-1"), base64, as jscode2session's.
 const SESSION_KEY: &str = "c2VjcmV0LXNlc3Npb24tMQ==";
+const REDIS_PASSWORD: &str = "REDISPASS6d2f8a1c";
 
 /// Everything the processes printed and the server answered.
 #[derive(Default)]
@@ -101,6 +104,41 @@ fn command(dir: &std::path::Path, oa_secret: &str, args: &[&str]) -> Command {
         .env("SHOP_API_KEY", API_KEY)
         .args(args);
     command
+}
+
+/// Every row of every table of the SQLite file at `path`, as text, but the entries that hold a
+/// credential by design: the `tokens` bucket and `users` session keys.
+fn add_stored_values(seen: &mut Seen, path: &std::path::Path) {
+    let db = rusqlite::Connection::open(path).expect("the SQLite file opens");
+    let tables: Vec<String> = db
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(tables.iter().any(|t| t == "kv") && tables.iter().any(|t| t == "outbox_messages"));
+    for table in tables {
+        let mut query = db.prepare(&format!("SELECT * FROM \"{table}\"")).unwrap();
+        let columns: Vec<String> = query.column_names().map(str::to_owned).collect();
+        let mut rows = query.query([]).unwrap();
+        while let Some(row) = rows.next().unwrap() {
+            let text = |i: usize| match row.get_ref(i).unwrap() {
+                rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                    String::from_utf8_lossy(t).into_owned()
+                }
+                other => format!("{other:?}"),
+            };
+            let values: Vec<String> = (0..columns.len()).map(text).collect();
+            if table == "kv" {
+                let (bucket, key) = (&values[1], &values[2]);
+                if bucket == "tokens" || (bucket == "users" && key.ends_with("/session_key")) {
+                    continue;
+                }
+            }
+            seen.add(format!("stored: {table}"), values.join(" | "));
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -195,6 +233,57 @@ async fn no_secret_reaches_output_logs_or_answers() {
         command(
             elsewhere.path(),
             WRONG_SECRET,
+            &[
+                &["--json", "send", "--to", &format!("oa:{oa}")][..],
+                &shipped,
+            ]
+            .concat(),
+        ),
+    );
+
+    // Redis storage with a password: a send, and a server that does not answer.
+    let redis = wxnotify_store::testing::RedisServer::start(Some(REDIS_PASSWORD));
+    let on_redis = tempfile::tempdir().unwrap();
+    let sqlite_storage = "[storage]\nbackend = \"sqlite\"\npath = \"wxnotify.sqlite3\"\n";
+    let with_storage = |storage: &str| {
+        tenants_toml(
+            &sandbox.base_url(),
+            &state.mini_app().appid,
+            &state.oa_app().appid,
+        )
+        .replace(sqlite_storage, storage)
+    };
+    std::fs::write(
+        on_redis.path().join("wxnotify.toml"),
+        with_storage(&format!(
+            "[storage]\nbackend = \"redis\"\nurl = \"{}\"\n",
+            redis.url()
+        )),
+    )
+    .unwrap();
+    seen.run(
+        "send on Redis",
+        true,
+        command(
+            on_redis.path(),
+            OA_SECRET,
+            &[&["send", "--to", &format!("oa:{oa}")][..], &shipped].concat(),
+        ),
+    );
+    let unreachable = tempfile::tempdir().unwrap();
+    std::fs::write(
+        unreachable.path().join("wxnotify.toml"),
+        with_storage(&format!(
+            "[storage]\nbackend = \"redis\"\nurl = \"redis://:{REDIS_PASSWORD}@127.0.0.1:9/0\"\n"
+        )),
+    )
+    .unwrap();
+    seen.run(
+        "a Redis that does not answer",
+        false,
+        command(
+            unreachable.path(),
+            OA_SECRET,
             &[
                 &["--json", "send", "--to", &format!("oa:{oa}")][..],
                 &shipped,
@@ -319,6 +408,9 @@ async fn no_secret_reaches_output_logs_or_answers() {
     );
     seen.add("serve: stderr", stderr);
 
+    // What is stored: every row of every table, but the token cache and the session keys.
+    add_stored_values(&mut seen, &dir.path().join("wxnotify.sqlite3"));
+
     // Every access token the sandbox handed out, and the login code.
     let mut secrets: Vec<(&str, String)> = vec![
         ("the mini-program's AppSecret", MINI_SECRET.into()),
@@ -328,6 +420,7 @@ async fn no_secret_reaches_output_logs_or_answers() {
         ("the EncodingAESKey", AES_KEY.into()),
         ("the API key", API_KEY.into()),
         ("the session key", SESSION_KEY.into()),
+        ("the Redis password", REDIS_PASSWORD.into()),
         ("the js_code", code),
     ];
     for request in state.requests() {
