@@ -320,3 +320,30 @@ async fn the_hosts_files_and_raw_sockets_are_out_of_reach() {
     let connected = tokio::time::timeout(Duration::from_millis(100), listener.accept()).await;
     assert!(connected.is_err(), "nothing connected: {error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spinning_and_unbounded_allocation_are_stopped_while_a_neighbour_sends() {
+    let world = World::in_memory().await;
+    let tenant = hostile(
+        &world,
+        "[tenants.hostile.limits]\ndeadline_ms = 1000\nmemory_mb = 16\n",
+    );
+    let attack = {
+        let tenant = tenant.clone();
+        async move { ask(&tenant, "loop").await }
+    };
+    let error = failure_of(during(&world, 5, attack).await);
+    assert!(
+        matches!(&error, Error::Deadline { tenant, .. } if tenant == "hostile"),
+        "{error}"
+    );
+    let attack = {
+        let tenant = tenant.clone();
+        async move { ask(&tenant, "alloc").await }
+    };
+    let error = failure_of(during(&world, 5, attack).await);
+    assert!(
+        matches!(&error, Error::MemoryLimit { tenant, .. } if tenant == "hostile"),
+        "{error}"
+    );
+}
