@@ -11,6 +11,8 @@ mod serve;
 mod serve_api;
 // No secret in what the commands and the server print, log or answer.
 mod secrets;
+// A soak under faults (ignored by `cargo test`; `scripts/soak.sh` runs it).
+mod soak;
 
 use std::ops::{ControlFlow, Deref};
 use std::time::{Duration, Instant};
