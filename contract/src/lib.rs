@@ -7,6 +7,7 @@
 //!   place that decides what an error means for trying again.
 //! - [`json_api`]: the JSON API over [`Notify`] (the world's operations), which a component
 //!   serves on `wasi:http/incoming-handler` for gateways.
+//! - [`submission`]: what a queue accepts in one request (one notification or a batch).
 //! - [`egress`]: one outgoing HTTP exchange (method, answer, failure), as the flows and the
 //!   hosts' HTTP glue hand it to each other.
 //! - [`wit_conversions!`]: `From` both ways to the types wit-bindgen or wasmtime's `bindgen!`
@@ -18,6 +19,7 @@ pub mod convert;
 pub mod egress;
 mod error;
 pub mod json_api;
+pub mod submission;
 pub mod types;
 
 pub use error::{ApiError, DAILY_QUOTA_ERRCODE, Error, ErrorJson, Retry};

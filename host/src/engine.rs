@@ -17,47 +17,7 @@ use crate::error::{BoxError, Error};
 /// that keep a busy component from holding an executor thread.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// Engine settings.
-#[derive(Debug, Clone)]
-pub struct EngineOptions {
-    /// Where compiled components are kept between runs; `None` compiles on every start.
-    pub cache_dir: Option<PathBuf>,
-    /// Component instances that may run at once, across all tenants (pool size).
-    pub max_instances: u32,
-    /// The largest linear memory any tenant may be given.
-    pub max_memory_bytes: usize,
-    /// Bytes of each pooled instance's linear memory, tables and stack kept resident when the
-    /// instance ends: reset in place for the next call instead of handed back to the kernel
-    /// (`madvise`) and faulted in again. The component runs a fresh instance per call, so this
-    /// trades resident memory (about this much per pool slot in use) for fewer page faults and
-    /// TLB shootdowns; `cargo bench -p wxnotify --bench sends` shows the difference.
-    pub keep_resident_bytes: usize,
-}
-
-impl Default for EngineOptions {
-    fn default() -> Self {
-        EngineOptions {
-            cache_dir: default_cache_dir(),
-            max_instances: 1000,
-            max_memory_bytes: 256 << 20,
-            // `benches/sends.rs`: 4 MiB holds what a call of the built-in component touches;
-            // at 16 concurrent sends it doubled the rate (5.8 k/s → 10.9 k/s), sequential
-            // sends were unchanged, and 16 MiB gained nothing more.
-            keep_resident_bytes: 4 << 20,
-        }
-    }
-}
-
-/// `$WXNOTIFY_CACHE_DIR`, else `$XDG_CACHE_HOME/wxnotify`, else `~/.cache/wxnotify`.
-pub fn default_cache_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("WXNOTIFY_CACHE_DIR") {
-        return Some(PathBuf::from(dir));
-    }
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))
-        .map(|dir| dir.join("wxnotify"))
-}
+pub use wxnotify_tenants::{EngineOptions, default_cache_dir};
 
 /// Where a component came from when it was loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -84,7 +84,8 @@ pub mod error;
 mod exports;
 mod runtime;
 pub mod serve;
-pub mod tenant;
+/// The tenants file (`wxnotify-tenants`).
+pub use wxnotify_tenants as tenant;
 mod unclassified;
 
 pub use capabilities::{storage, wasi_config, wasi_http, wasi_keyvalue};

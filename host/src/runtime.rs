@@ -19,64 +19,13 @@ use crate::tenant::ResolvedTenant;
 use crate::wasi_config::{self, ConfigValues};
 use crate::wasi_http::{AllowList, EgressHooks, HttpClient, HttpLimits};
 use crate::wasi_keyvalue::{self, KeyValueCtx};
+pub use wxnotify_tenants::{Limits, SendRate};
 
 /// The component built from `guest/`, run by tenants that name no other.
 pub const BUILTIN_COMPONENT: &[u8] = include_bytes!(env!("WXNOTIFY_GUEST_WASM"));
 
 /// What a component may write to stderr per call; the rest is dropped.
 const STDERR_CAPACITY: usize = 16 * 1024;
-
-/// Resource limits of a tenant's calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Linear memory one call's component instance may grow to.
-    pub memory_bytes: usize,
-    /// Wall-clock time one call may take, HTTP and waiting for a slot included.
-    pub deadline: Duration,
-    /// Calls of this tenant that may run at once; more wait for a slot.
-    pub concurrency: usize,
-    /// The pace of `wxnotify serve`'s workers for this tenant, per process (`None`:
-    /// unlimited). Calls made directly through [`Tenant`] are not limited by it.
-    pub send_rate: Option<SendRate>,
-}
-
-/// A sending pace: at most `count` notifications per `per`, in bursts of up to `count`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SendRate {
-    /// Notifications per period; at least 1.
-    pub count: u32,
-    /// The period.
-    pub per: Duration,
-}
-
-impl SendRate {
-    /// `count` a second.
-    pub fn per_second(count: u32) -> SendRate {
-        SendRate {
-            count,
-            per: Duration::from_secs(1),
-        }
-    }
-
-    /// `count` a minute: for accounts whose limit is per minute (a WeCom robot: 20).
-    pub fn per_minute(count: u32) -> SendRate {
-        SendRate {
-            count,
-            per: Duration::from_secs(60),
-        }
-    }
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            memory_bytes: 64 << 20,
-            deadline: Duration::from_secs(60),
-            concurrency: 256,
-            send_rate: None,
-        }
-    }
-}
 
 /// The state of one store: one call of one tenant.
 pub struct HostState {

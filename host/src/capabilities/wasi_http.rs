@@ -9,7 +9,6 @@
 //! Logged URLs never show `access_token`, `secret`, `js_code` or `key` (a WeCom robot's webhook
 //! key) values.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,39 +19,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
-/// The `host:port` pairs a tenant may reach.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AllowList {
-    authorities: BTreeSet<String>,
-}
-
-impl AllowList {
-    /// An allow-list of `host:port` or `host` entries (`host` alone allows ports 80 and 443).
-    pub fn new<I: IntoIterator<Item = S>, S: AsRef<str>>(entries: I) -> Self {
-        let mut authorities = BTreeSet::new();
-        for entry in entries {
-            let entry = entry.as_ref().trim().to_ascii_lowercase();
-            if entry.contains(':') {
-                authorities.insert(entry);
-            } else {
-                authorities.insert(format!("{entry}:443"));
-                authorities.insert(format!("{entry}:80"));
-            }
-        }
-        AllowList { authorities }
-    }
-
-    /// Whether a request to `host` on `port` may leave.
-    pub fn allows(&self, host: &str, port: u16) -> bool {
-        self.authorities
-            .contains(&format!("{}:{port}", host.to_ascii_lowercase()))
-    }
-
-    /// The entries, for diagnostics.
-    pub fn entries(&self) -> impl Iterator<Item = &str> {
-        self.authorities.iter().map(String::as_str)
-    }
-}
+pub use wxnotify_tenants::AllowList;
 
 /// Limits of outgoing HTTP.
 #[derive(Debug, Clone, Copy)]

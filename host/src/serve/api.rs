@@ -23,6 +23,7 @@ use utoipa::{OpenApi, ToSchema};
 use wxnotify_contract::json_api::{
     DecryptRequest, ErrorBody, LoginRequest, SyncRequest, UserData, parse_json,
 };
+use wxnotify_contract::submission::{self, Submission};
 use wxnotify_contract::{Channel, Delivery, Notification, SyncProgress, User};
 use wxnotify_store::outbox::{MAX_ENQUEUE_BATCH, NewMessage, State as MessageState};
 
@@ -208,24 +209,6 @@ fn forward(response: http::Response<Bytes>) -> Response {
     answer
 }
 
-/// A submission: one notification, or a batch.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(untagged)]
-pub enum Submission {
-    /// Up to 500 notifications, accepted or refused together.
-    Batch(Batch),
-    /// One notification.
-    One(Notification),
-}
-
-/// `{"notifications": […]}`.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Batch {
-    /// 1 to 500 notifications.
-    pub notifications: Vec<Notification>,
-}
-
 /// A notification stored in the outbox.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Accepted {
@@ -286,45 +269,11 @@ pub enum StoredDetail {
     Message(String),
 }
 
-/// Reads a submission, naming the failing notification of a batch.
+/// Reads a submission (`contract::submission`), its error as the API answers it.
 fn parse_submission(body: &[u8]) -> Result<(Vec<Notification>, bool), AppError> {
-    let invalid =
-        |message: String| AppError::new(StatusCode::BAD_REQUEST, "invalid_input", message);
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| invalid(format!("the body is not JSON: {e}")))?;
-    let notification = |value: Value, index: Option<usize>| {
-        serde_json::from_value::<Notification>(value).map_err(|e| {
-            let error = invalid(match index {
-                Some(index) => format!("notifications[{index}]: {e}"),
-                None => format!("the body is not a notification: {e}"),
-            });
-            error.at_index(index)
-        })
-    };
-    match value {
-        Value::Object(mut object) if object.contains_key("notifications") => {
-            if object.len() > 1 {
-                return Err(invalid("a batch holds only `notifications`".to_owned()));
-            }
-            let Some(Value::Array(list)) = object.remove("notifications") else {
-                return Err(invalid("`notifications` must be an array".into()));
-            };
-            if list.is_empty() || list.len() > MAX_BATCH {
-                return Err(invalid(format!(
-                    "`notifications` must hold 1 to {MAX_BATCH} notifications, got {}",
-                    list.len()
-                )));
-            }
-            let notifications = list
-                .into_iter()
-                .enumerate()
-                .map(|(index, value)| notification(value, Some(index)))
-                .collect::<Result<_, _>>()?;
-            Ok((notifications, true))
-        }
-        object @ Value::Object(_) => Ok((vec![notification(object, None)?], false)),
-        _ => Err(invalid("the body must be a JSON object".into())),
-    }
+    submission::parse(body, MAX_BATCH).map_err(|e| {
+        AppError::new(StatusCode::BAD_REQUEST, "invalid_input", e.message).at_index(e.index)
+    })
 }
 
 /// Has the component check `notification` (no WeChat call); `index` names it in a batch.
@@ -759,6 +708,8 @@ async fn ready(State(state): State<AppState>) -> Result<&'static str, AppError> 
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
+
+    use wxnotify_contract::submission::Batch;
 
     use super::*;
 

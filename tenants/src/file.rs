@@ -46,10 +46,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::engine::EngineOptions;
 use crate::error::ConfigError;
-use crate::runtime::{Limits, SendRate};
-use crate::wasi_http::AllowList;
+use crate::limits::{AllowList, EngineOptions, Limits, SendRate};
 
 /// A parsed tenants file.
 #[derive(Debug, Clone, Deserialize)]
