@@ -2,7 +2,7 @@
 //! resolved (secrets read from the environment, defaults applied, every value checked) without
 //! a runtime, so the `wxnotify` host, its CLI and the fuzz targets share one reading of it.
 //!
-//! [`TenantsFile`] is the file ([`file`] shows it whole); [`ResolvedTenant`] what a runtime
+//! [`TenantsFile`] is the file ([`mod@file`] shows it whole); [`ResolvedTenant`] what a runtime
 //! registers; [`Limits`], [`SendRate`], [`AllowList`] and [`EngineOptions`] the settings beside
 //! the accounts; [`ConfigError`] names the tenant and the field of every problem.
 

@@ -15,7 +15,11 @@
 //! | `{o}:finished` | sorted set | final messages, scored by when they became final, for `purge_finished` |
 //!
 //! Times are milliseconds since the Unix epoch. "Now" is the server's `TIME`, so leases mean
-//! the same to every host whatever their clocks say.
+//! the same to every host whatever their clocks say (or the caller's [`Clock`](super::Clock)
+//! when one is set with `with_clock`).
+//!
+//! The queue is only as durable as the server: run it with its append-only file on
+//! (`appendonly yes`; `appendfsync always` to lose nothing acknowledged on a crash).
 //!
 //! Every operation is one Lua script, which Redis runs without interleaving any other client,
 //! so every operation is atomic across all hosts:
