@@ -10,18 +10,16 @@
 //!
 //! Run with `cargo bench -p wxnotify --bench sends` (`-- --quick` for a short run).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::{Request, Response};
+use hyper::Request;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use wxnotify::tenant::TenantsFile;
 use wxnotify::{
     ChannelMessage, Engine, EngineOptions, Notification, Recipient, Runtime, TemplateMessage,
@@ -29,37 +27,10 @@ use wxnotify::{
 };
 
 const OA_OPENID: &str = "oOA0000000000000000000000001";
-const TOKEN: &str = "BENCH_TOKEN_0123456789";
 
-/// A WeChat that says yes at once.
-async fn serve(listener: tokio::net::TcpListener) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            return;
-        };
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(|request: Request<Incoming>| async move {
-                let path = request.uri().path().to_owned();
-                // Read the body, as WeChat would, before answering.
-                let _ = request.into_body().collect().await;
-                let answer = if path == "/cgi-bin/stable_token" {
-                    format!(r#"{{"access_token":"{TOKEN}","expires_in":7200}}"#)
-                } else {
-                    r#"{"errcode":0,"errmsg":"ok","msgid":200228332}"#.to_owned()
-                };
-                Ok::<_, Infallible>(
-                    Response::builder()
-                        .header("content-type", "application/json")
-                        .body(Full::new(Bytes::from(answer)))
-                        .expect("a response"),
-                )
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
-}
+#[path = "common/wechat.rs"]
+mod wechat;
+use wechat::{TOKEN, serve};
 
 fn notification() -> Notification {
     Notification {
