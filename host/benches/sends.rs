@@ -20,10 +20,8 @@ use hyper::Request;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use wxnotify::tenant::TenantsFile;
 use wxnotify::{
-    ChannelMessage, Engine, EngineOptions, Notification, Recipient, Runtime, TemplateMessage,
-    Tenant,
+    ChannelMessage, Engine, EngineOptions, Notification, Recipient, TemplateMessage, Tenant,
 };
 
 const OA_OPENID: &str = "oOA0000000000000000000000001";
@@ -58,22 +56,10 @@ fn native_body() -> Bytes {
 }
 
 fn tenant(engine: &Engine, server: SocketAddr) -> Arc<Tenant> {
-    let runtime =
-        Runtime::new(engine, Arc::new(wxnotify_store::MemoryBackend::new())).expect("runtime");
-    let file = TenantsFile::parse(
-        &format!(
-            "[tenants.bench]\napi_base = \"http://{server}\"\n\
-             [tenants.bench.limits]\nconcurrency = 1000\n\
-             [tenants.bench.official_account]\nappid = \"wx0ac0a0c0a0c00002\"\nsecret = \"s\"\n"
-        ),
-        "bench",
-    )
-    .expect("tenants file");
-    let tenant = file.resolve_all(|_| None).expect("resolves").remove(0);
+    let (runtime, tenant) = wechat::runtime_with_tenant(engine, "bench", server);
     // The runtime must outlive the tenant's calls: leak it, as a server would keep it.
-    Box::leak(Box::new(runtime))
-        .add_tenant(tenant)
-        .expect("tenant added")
+    Box::leak(Box::new(runtime));
+    tenant
 }
 
 /// One side of a comparison: sends `count` messages, `concurrency` at a time.

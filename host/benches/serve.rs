@@ -13,8 +13,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use wxnotify::serve::{ServeOptions, Server};
-use wxnotify::tenant::TenantsFile;
-use wxnotify::{Engine, EngineOptions, Runtime};
+use wxnotify::{Engine, EngineOptions};
 use wxnotify_store::outbox::{RedisOutbox, SharedOutbox, SqliteOutbox};
 
 #[path = "common/wechat.rs"]
@@ -30,20 +29,7 @@ async fn run(
     wechat: std::net::SocketAddr,
     count: usize,
 ) -> (f64, f64) {
-    let runtime =
-        Runtime::new(engine, Arc::new(wxnotify_store::MemoryBackend::new())).expect("runtime");
-    let file = TenantsFile::parse(
-        &format!(
-            "[tenants.shop]\napi_base = \"http://{wechat}\"\n\
-             [tenants.shop.limits]\nconcurrency = 1000\n\
-             [tenants.shop.official_account]\nappid = \"wx0ac0a0c0a0c00002\"\nsecret = \"s\"\n"
-        ),
-        "bench",
-    )
-    .expect("tenants file");
-    runtime
-        .add_tenant(file.resolve_all(|_| None).expect("resolves").remove(0))
-        .expect("tenant");
+    let (runtime, _) = wechat::runtime_with_tenant(engine, "shop", wechat);
     let keys = [("shop".to_owned(), Some(KEY.to_owned()))].into();
     let options = ServeOptions {
         bind: ([127, 0, 0, 1], 0).into(),

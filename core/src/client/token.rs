@@ -165,6 +165,16 @@ mod tests {
         token::lease_key(OA_APPID, TokenMode::Stable)
     }
 
+    /// Another process takes the refresh lease now.
+    fn hold_lease_elsewhere(env: &FakeEnv) {
+        let theirs = Lease::new(99, env.now_ms()).to_bytes();
+        env.put(
+            Bucket::Tokens,
+            &lease_key(),
+            &String::from_utf8(theirs).unwrap(),
+        );
+    }
+
     fn cache_key() -> String {
         token::cache_key(OA_APPID, TokenMode::Stable)
     }
@@ -192,12 +202,7 @@ mod tests {
     fn a_refresh_in_flight_elsewhere_is_waited_for_not_repeated() {
         let env = env();
         // Another process holds the lease and is fetching.
-        let theirs = Lease::new(99, env.now_ms()).to_bytes();
-        env.put(
-            Bucket::Tokens,
-            &lease_key(),
-            &String::from_utf8(theirs).unwrap(),
-        );
+        hold_lease_elsewhere(&env);
         // It stores its token while this caller waits.
         let stored = CachedToken {
             access_token: "their-token".into(),
@@ -224,12 +229,7 @@ mod tests {
     #[test]
     fn a_lease_whose_holder_died_is_taken_over_when_it_expires() {
         let env = env();
-        let theirs = Lease::new(99, env.now_ms()).to_bytes();
-        env.put(
-            Bucket::Tokens,
-            &lease_key(),
-            &String::from_utf8(theirs).unwrap(),
-        );
+        hold_lease_elsewhere(&env);
         call(&env).unwrap();
         assert_eq!(env.token_fetches(), 1);
         let waited: u64 = env.slept().iter().sum();

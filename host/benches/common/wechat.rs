@@ -10,6 +10,32 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
+/// A runtime with one tenant `id` whose official account is served by the WeChat at `wechat`
+/// (the fake below), with room for 1 000 calls at once.
+pub fn runtime_with_tenant(
+    engine: &wxnotify::Engine,
+    id: &str,
+    wechat: std::net::SocketAddr,
+) -> (wxnotify::Runtime, std::sync::Arc<wxnotify::Tenant>) {
+    let runtime = wxnotify::Runtime::new(
+        engine,
+        std::sync::Arc::new(wxnotify_store::MemoryBackend::new()),
+    )
+    .expect("runtime");
+    let file = wxnotify::tenant::TenantsFile::parse(
+        &format!(
+            "[tenants.{id}]\napi_base = \"http://{wechat}\"\n\
+             [tenants.{id}.limits]\nconcurrency = 1000\n\
+             [tenants.{id}.official_account]\nappid = \"wx0ac0a0c0a0c00002\"\nsecret = \"s\"\n"
+        ),
+        "bench",
+    )
+    .expect("tenants file");
+    let resolved = file.resolve_all(|_| None).expect("resolves").remove(0);
+    let tenant = runtime.add_tenant(resolved).expect("tenant added");
+    (runtime, tenant)
+}
+
 /// The access token it hands out.
 pub const TOKEN: &str = "BENCH_TOKEN_0123456789";
 

@@ -260,14 +260,9 @@ async fn process(state: &AppState, message: Claimed, stop: &mut watch::Receiver<
     let tenant = match state.runtime.tenant(&message.tenant) {
         Ok(tenant) => tenant,
         Err(error) => {
-            settle(
-                state,
-                &message,
-                Decision::Failed {
-                    detail: error.to_string(),
-                },
-            )
-            .await;
+            let detail = error.to_string();
+            let channel = payload_channel(&message.payload);
+            settle(state, &message, Decision::Failed { detail }, channel).await;
             return;
         }
     };
@@ -281,16 +276,17 @@ async fn process(state: &AppState, message: Claimed, stop: &mut watch::Receiver<
             return;
         }
     }
-    let started = Instant::now();
-    let result = match serde_json::from_slice::<Notification>(&message.payload) {
-        Ok(notification) => tenant.send_notification(&notification).await,
+    let notification = match serde_json::from_slice::<Notification>(&message.payload) {
+        Ok(notification) => notification,
         // Accepted payloads were parsed into the same type: only a corrupted row gets here.
         Err(error) => {
             let detail = format!("the stored payload is not a notification: {error}");
-            settle(state, &message, Decision::Failed { detail }).await;
+            settle(state, &message, Decision::Failed { detail }, "unknown").await;
             return;
         }
     };
+    let started = Instant::now();
+    let result = tenant.send_notification(&notification).await;
     state
         .metrics
         .send_duration
@@ -304,18 +300,27 @@ async fn process(state: &AppState, message: Claimed, stop: &mut watch::Receiver<
         state.retry_for,
         now,
     );
-    settle(state, &message, decision).await;
+    settle(state, &message, decision, first_channel(&notification)).await;
 }
 
-/// The channel of a payload's first channel, for metrics of messages not delivered.
+/// The channel of a notification's first channel, for metrics of messages not delivered.
+fn first_channel(notification: &Notification) -> &'static str {
+    notification
+        .channels
+        .first()
+        .map_or("unknown", |c| c.channel().name())
+}
+
+/// [`first_channel`] of a stored payload, for a message settled before it was read.
 fn payload_channel(payload: &[u8]) -> &'static str {
     serde_json::from_slice::<Notification>(payload)
         .ok()
-        .and_then(|n| n.channels.first().map(|c| c.channel().name()))
-        .unwrap_or("unknown")
+        .map_or("unknown", |n| first_channel(&n))
 }
 
-async fn settle(state: &AppState, message: &Claimed, decision: Decision) {
+/// Completes, retries or pauses `message` as `decision` says; `channel` labels the metrics of
+/// a message not delivered (a delivery names its own).
+async fn settle(state: &AppState, message: &Claimed, decision: Decision, channel: &str) {
     let count = |channel: &str, outcome: &str| {
         state
             .metrics
@@ -325,8 +330,11 @@ async fn settle(state: &AppState, message: &Claimed, decision: Decision) {
     };
     let now = SystemTime::now();
     let settled = match decision {
-        Decision::Delivered { detail, channel } => {
-            count(channel, "delivered");
+        Decision::Delivered {
+            detail,
+            channel: delivered,
+        } => {
+            count(delivered, "delivered");
             state
                 .outbox
                 .complete(&message.id, Outcome::Delivered { detail })
@@ -334,7 +342,7 @@ async fn settle(state: &AppState, message: &Claimed, decision: Decision) {
         }
         Decision::Failed { detail } => {
             tracing::info!(id = %message.id, tenant = %message.tenant, "failed: {detail}");
-            count(payload_channel(&message.payload), "failed");
+            count(channel, "failed");
             state
                 .outbox
                 .complete(&message.id, Outcome::Failed { detail })
@@ -342,12 +350,12 @@ async fn settle(state: &AppState, message: &Claimed, decision: Decision) {
         }
         Decision::Retry { after, detail } => {
             tracing::debug!(id = %message.id, tenant = %message.tenant, attempts = message.attempts, "retry in {after:?}: {detail}");
-            count(payload_channel(&message.payload), "retried");
+            count(channel, "retried");
             state.outbox.retry(&message.id, now + after, &detail).await
         }
         Decision::Pause { until, detail } => {
             tracing::warn!(tenant = %message.tenant, "daily quota reached: pausing the tenant until midnight CST");
-            count(payload_channel(&message.payload), "retried");
+            count(channel, "retried");
             if let Err(error) = state.outbox.pause_tenant(&message.tenant, until).await {
                 tracing::warn!(tenant = %message.tenant, "pausing failed: {error}");
             }
