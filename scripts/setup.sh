@@ -2,8 +2,11 @@
 # Installs what building and testing wxnotify needs; each step is a no-op when already done.
 set -euo pipefail
 
-# The component is built for wasm32-wasip2.
-rustup target add wasm32-wasip2 >/dev/null
+# The component is built for wasm32-wasip2, the Envoy filter for wasm32-wasip1.
+rustup target add wasm32-wasip2 wasm32-wasip1 >/dev/null
+
+# The Envoy filter's test host (gateways/envoy/harness: proxy-wasm-host) needs Rust 1.96.
+rustup toolchain install 1.96 --profile minimal --component clippy,rustfmt >/dev/null 2>&1
 
 # rustfmt and clippy for the CI gates.
 rustup component add rustfmt clippy >/dev/null 2>&1 || true

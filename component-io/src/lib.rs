@@ -140,8 +140,7 @@ macro_rules! export_notify {
     };
 }
 
-/// JSON API requests are small documents; larger bodies are refused unread.
-pub const MAX_API_BODY_BYTES: usize = 256 * 1024;
+pub use wxnotify_contract::json_api::MAX_API_BODY_BYTES;
 
 /// Answers `request` from the JSON API ([`json_api::answer`]) over `api`, reading its body (at
 /// most [`MAX_API_BODY_BYTES`]) only for the routes that take one.
@@ -157,9 +156,7 @@ pub fn answer_json_api(api: &impl Notify, request: &IncomingRequest) -> Answer {
     };
     json_api::answer(api, method, path, || {
         read_request_body(request, MAX_API_BODY_BYTES).map_err(|e| match e {
-            BodyError::TooLarge => Error::InvalidInput(format!(
-                "request body larger than {MAX_API_BODY_BYTES} bytes"
-            )),
+            BodyError::TooLarge => json_api::body_too_large(),
             BodyError::Unreadable(m) => {
                 Error::InvalidInput(format!("reading the request body: {m}"))
             }

@@ -141,6 +141,16 @@ pub struct ErrorBody {
     pub error: Error,
 }
 
+/// JSON API requests are small documents; larger bodies are refused unread, by every host.
+pub const MAX_API_BODY_BYTES: usize = 256 * 1024;
+
+/// The answer to an API request whose body is over [`MAX_API_BODY_BYTES`].
+pub fn body_too_large() -> Error {
+    Error::InvalidInput(format!(
+        "request body larger than {MAX_API_BODY_BYTES} bytes"
+    ))
+}
+
 /// The methods the API routes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -162,7 +172,8 @@ pub struct Answer {
 }
 
 impl Answer {
-    fn ok(body: impl Serialize) -> Answer {
+    /// A successful answer: 200 and `body` as JSON.
+    pub fn ok(body: impl Serialize) -> Answer {
         Answer {
             status: 200,
             body: serde_json::to_value(body).unwrap_or(Value::Null),

@@ -28,12 +28,13 @@ use serde::Deserialize;
 use crate::client::WeChat;
 use crate::env::{Bucket, Env};
 use crate::wechat::callback::{
-    self, CallbackConfig, CallbackError, Push, PushKind, Query, SubscriptionEvent,
+    self, CallbackConfig, CallbackError, Push, PushKind, Query, Rejection, SubscriptionEvent,
     SubscriptionUpdate,
 };
 use crate::wechat::config::AccountKind;
 use crate::wechat::error::{Error, Result};
 use crate::wechat::users::{self, SubscriptionSent, SubscriptionStatus, TemplateOutcome};
+use wxnotify_contract::json_api::Answer;
 
 /// How long a push's marker is kept after the push was applied.
 pub const MARKER_RETENTION_SECS: u64 = 24 * 3600;
@@ -87,12 +88,70 @@ pub async fn receive<E: Env>(
     query: &str,
     read_body: impl FnOnce() -> Result<Vec<u8>, CallbackError>,
 ) -> Result<Received, CallbackError> {
+    Ok(receive_push(env, kind, query, read_body).await?.received)
+}
+
+/// An accepted push and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub received: Received,
+    /// The verified, decrypted push: what a gateway hands on to its backend.
+    pub push: Push,
+}
+
+/// [`receive`], keeping the push: for a host that hands pushes on (the Envoy filter forwards
+/// each new one to its backend, and calls [`release`] if the backend did not take it).
+///
+/// # Errors
+///
+/// As [`receive`].
+pub async fn receive_push<E: Env>(
+    env: &E,
+    kind: AccountKind,
+    query: &str,
+    read_body: impl FnOnce() -> Result<Vec<u8>, CallbackError>,
+) -> Result<Accepted, CallbackError> {
     let config = CallbackConfig::load(kind, |key| env.config(key))?;
     let query = Query::parse(query);
     let admitted = callback::admit(&config, &query, env.now_ms() / 1000)?;
     let body = read_body()?;
     let push = admitted.open(&body)?;
-    Ok(apply(env, kind, &push).await?)
+    let received = apply(env, kind, &push).await?;
+    Ok(Accepted { received, push })
+}
+
+/// Forgets that `push` was applied, so WeChat's retry of it is applied (and handed on) again
+/// rather than taken for a duplicate: for a host whose own handling of the push failed after
+/// [`receive_push`] recorded it. Recording a push twice leaves the same state.
+///
+/// # Errors
+///
+/// When the marker cannot be deleted; the retry is then taken for a duplicate.
+pub async fn release<E: Env>(env: &E, kind: AccountKind, push: &Push) -> Result<()> {
+    match push.marker(kind) {
+        Some(marker) => env.delete(Bucket::Callbacks, &marker).await,
+        None => Ok(()),
+    }
+}
+
+/// The answer to a callback request that did not succeed: a refusal is 4xx (WeChat should not
+/// retry it), a failure the error's own status (5xx: WeChat retries).
+pub fn refusal_answer(error: &CallbackError) -> Answer {
+    let rejection = match error {
+        CallbackError::Rejected(rejection) => rejection,
+        CallbackError::Failed(error) => return Answer::error(error),
+    };
+    let (status, kind) = match rejection {
+        Rejection::BadSignature(_) => (401, "bad_signature"),
+        Rejection::WrongReceiver { .. } => (401, "wrong_receiver"),
+        Rejection::TooLarge => (413, "too_large"),
+        Rejection::Stale { .. } => (400, "stale_timestamp"),
+        Rejection::MissingParameter(_)
+        | Rejection::BadTimestamp(_)
+        | Rejection::UnsupportedEncryption(_) => (400, "invalid_query"),
+        Rejection::Malformed(_) | Rejection::Undecryptable(_) => (400, "malformed_push"),
+    };
+    Answer::route_error(status, kind, &rejection.to_string())
 }
 
 /// Applies `push` once, however often it arrives.
@@ -400,6 +459,27 @@ mod tests {
                 looked_up_at: Some(NOW_SECS),
             }
         );
+    }
+
+    #[test]
+    fn a_released_push_is_applied_again_and_its_json_says_what_it_is() {
+        let env = fake(&[]);
+        let oa = AccountKind::OfficialAccount;
+        let body = event(OPENID, 100, "subscribe", "");
+        let accepted = block_on(super::receive_push(&env, oa, &signed_query(), || {
+            Ok(body.as_bytes().to_vec())
+        }))
+        .unwrap();
+        assert_eq!(accepted.received, Received::Applied);
+        assert_eq!(
+            serde_json::to_value(&accepted.push).unwrap(),
+            serde_json::json!({ "openid": OPENID, "create_time": 100, "type": "follow" })
+        );
+        // The host could not hand it on: WeChat's retry must count as new.
+        block_on(super::release(&env, oa, &accepted.push)).unwrap();
+        assert!(markers(&env).is_empty());
+        assert_eq!(post(&env, oa, &body), Ok(Received::Applied));
+        assert_eq!(post(&env, oa, &body), Ok(Received::Duplicate));
     }
 
     #[test]

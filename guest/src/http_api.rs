@@ -74,27 +74,7 @@ fn callback_answer(
         wxnotify_core::block_on(callbacks::receive(&env, kind, query, read))
             .map(|_| "success".to_owned())
     };
-    outcome.map_err(|error| match error {
-        CallbackError::Rejected(rejection) => {
-            let (status, kind) = rejection_status(&rejection);
-            Answer::route_error(status, kind, &rejection.to_string())
-        }
-        CallbackError::Failed(error) => Answer::error(&error),
-    })
-}
-
-/// The status and `kind` of a refused callback request.
-fn rejection_status(rejection: &Rejection) -> (u16, &'static str) {
-    match rejection {
-        Rejection::BadSignature(_) => (401, "bad_signature"),
-        Rejection::WrongReceiver { .. } => (401, "wrong_receiver"),
-        Rejection::TooLarge => (413, "too_large"),
-        Rejection::Stale { .. } => (400, "stale_timestamp"),
-        Rejection::MissingParameter(_)
-        | Rejection::BadTimestamp(_)
-        | Rejection::UnsupportedEncryption(_) => (400, "invalid_query"),
-        Rejection::Malformed(_) | Rejection::Undecryptable(_) => (400, "malformed_push"),
-    }
+    outcome.map_err(|error| callbacks::refusal_answer(&error))
 }
 
 /// What a request body that could not be read means for a callback: refused, nothing applied.

@@ -669,3 +669,57 @@ async fn with_no_recorded_decision_the_subscribe_message_is_sent() {
     assert_eq!(delivery.channel, Channel::SubscribeMessage);
     assert_eq!(world.requests_to("/cgi-bin/message/subscribe/send"), 1);
 }
+
+/// `tests/vectors/callbacks.json`: the requests every host (the component here, the Envoy
+/// filter in `gateways/envoy/harness`) must answer alike.
+#[tokio::test]
+async fn every_shared_vector_gets_its_documented_answer() {
+    let vectors: Value = serde_json::from_str(include_str!("../vectors/callbacks.json")).unwrap();
+    let world = World::in_memory().await;
+    for (i, vector) in vectors["vectors"].as_array().unwrap().iter().enumerate() {
+        let name = vector["name"].as_str().unwrap();
+        let mut config: Vec<(&str, &str)> = vector["config"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.as_str().unwrap()))
+            .collect();
+        let mut appid = |key: &str| {
+            let at = config.iter().position(|(k, _)| *k == key)?;
+            Some(config.remove(at).1)
+        };
+        let (mini_appid, oa_appid) = (appid("mini_appid"), appid("oa_appid"));
+        let tenant = tenant_with(&world, &format!("v{i}"), mini_appid, oa_appid, &config);
+        let mut body = vector["body"].as_str().unwrap().to_owned();
+        if let Some(size) = vector["pad_body_to"].as_u64() {
+            body.extend(std::iter::repeat_n(' ', size as usize - body.len()));
+        }
+        let path = format!(
+            "/callback/{}?{}",
+            vector["account"].as_str().unwrap(),
+            vector["query"].as_str().unwrap()
+        );
+        let method = vector["method"].as_str().unwrap();
+        let answer = call(&tenant, method, &path, body, true).await;
+        let expect = &vector["expect"];
+        assert_eq!(
+            u64::from(answer.status),
+            expect["status"].as_u64().unwrap(),
+            "{name}: {}",
+            answer.body
+        );
+        if let Some(text) = expect["text"].as_str() {
+            assert_eq!(answer.body, text, "{name}");
+        }
+        if let Some(kind) = expect["kind"].as_str() {
+            let error = &answer.json()["error"];
+            assert_eq!(error["kind"], kind, "{name}: {error}");
+            let needle = expect["message_contains"].as_str().unwrap_or_default();
+            let message = error["message"].as_str().unwrap();
+            assert!(
+                message.contains(needle),
+                "{name}: {message:?} lacks {needle:?}"
+            );
+        }
+    }
+}

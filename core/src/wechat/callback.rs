@@ -19,7 +19,7 @@
 
 use std::fmt;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 
 use super::config::AccountKind;
@@ -493,18 +493,21 @@ fn normalise_json(value: &mut serde_json::Value) {
     }
 }
 
-/// A verified push, reduced to what wxnotify records.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A verified push, reduced to what wxnotify records. Its JSON (serde) is what a gateway
+/// forwards to a backend in place of WeChat's signed and encrypted body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Push {
     /// `FromUserName`: the user's openid for the account the push came to.
     pub openid: String,
     /// `CreateTime`, Unix seconds on WeChat's clock; orders a user's pushes.
     pub create_time: i64,
+    #[serde(flatten)]
     pub kind: PushKind,
 }
 
 /// What a push says, as far as wxnotify cares.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum PushKind {
     /// OA `subscribe` (a plain follow or a follow through a QR code).
     Follow,
@@ -525,7 +528,8 @@ pub enum PushKind {
 }
 
 /// Which subscribe-message event an item comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SubscriptionEvent {
     /// The user answered the subscription popup.
     Popup,
@@ -556,13 +560,14 @@ impl SubscriptionEvent {
 }
 
 /// One template of a subscribe-message event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SubscriptionItem {
     pub template_id: String,
     pub update: SubscriptionUpdate,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SubscriptionUpdate {
     /// Popup or change: the user's decision, `accept` or `reject`.
     Status(String),
