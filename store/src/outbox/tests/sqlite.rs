@@ -332,3 +332,52 @@ async fn in_memory_outboxes_are_private() {
     assert_eq!(b.depth(None).await.unwrap(), Depth::default());
     assert_eq!(a.path(), None);
 }
+
+/// Settles are group-committed: many at once each get their own answer, and every one of them
+/// is in the file when the callers return.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_settles_each_get_their_own_answer_and_are_durable() {
+    let (_dir, path) = temp_db();
+    let outbox: SharedOutbox = Arc::new(SqliteOutbox::open(&path).unwrap());
+    let enqueued = enqueue_n(&outbox, "acme", 64).await;
+    let claimed = outbox.claim("w", 64, LONG_LEASE).await.unwrap();
+    assert_eq!(claimed.len(), 64);
+    let finished = enqueued[0].clone();
+    assert_eq!(
+        outbox.complete(&finished, delivered("first")).await.unwrap(),
+        Ack::Applied
+    );
+    let settles: Vec<_> = enqueued
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let (outbox, id) = (outbox.clone(), id.clone());
+            tokio::spawn(async move {
+                if i % 2 == 0 {
+                    outbox.complete(&id, delivered("sent")).await
+                } else {
+                    outbox.retry(&id, SystemTime::now(), "busy").await
+                }
+            })
+        })
+        .collect();
+    let unknown = outbox
+        .complete("01ARZ3NDEKTSV4RRFFQ69G5FAV", delivered("x"))
+        .await
+        .unwrap();
+    assert_eq!(unknown, Ack::NotFound);
+    let mut acks = Vec::new();
+    for settle in settles {
+        acks.push(settle.await.unwrap().unwrap());
+    }
+    assert_eq!(acks[0], Ack::AlreadyFinal(State::Delivered), "settled before");
+    assert!(acks[1..].iter().all(|ack| *ack == Ack::Applied), "{acks:?}");
+
+    drop(outbox);
+    let reopened = SqliteOutbox::open(&path).unwrap();
+    for (i, id) in enqueued.iter().enumerate() {
+        let state = reopened.status(id).await.unwrap().unwrap().state;
+        let expected = if i % 2 == 0 { State::Delivered } else { State::Queued };
+        assert_eq!(state, expected, "message {i}");
+    }
+}
