@@ -344,7 +344,10 @@ async fn concurrent_settles_each_get_their_own_answer_and_are_durable() {
     assert_eq!(claimed.len(), 64);
     let finished = enqueued[0].clone();
     assert_eq!(
-        outbox.complete(&finished, delivered("first")).await.unwrap(),
+        outbox
+            .complete(&finished, delivered("first"))
+            .await
+            .unwrap(),
         Ack::Applied
     );
     let settles: Vec<_> = enqueued
@@ -370,14 +373,22 @@ async fn concurrent_settles_each_get_their_own_answer_and_are_durable() {
     for settle in settles {
         acks.push(settle.await.unwrap().unwrap());
     }
-    assert_eq!(acks[0], Ack::AlreadyFinal(State::Delivered), "settled before");
+    assert_eq!(
+        acks[0],
+        Ack::AlreadyFinal(State::Delivered),
+        "settled before"
+    );
     assert!(acks[1..].iter().all(|ack| *ack == Ack::Applied), "{acks:?}");
 
     drop(outbox);
     let reopened = SqliteOutbox::open(&path).unwrap();
     for (i, id) in enqueued.iter().enumerate() {
         let state = reopened.status(id).await.unwrap().unwrap().state;
-        let expected = if i % 2 == 0 { State::Delivered } else { State::Queued };
+        let expected = if i % 2 == 0 {
+            State::Delivered
+        } else {
+            State::Queued
+        };
         assert_eq!(state, expected, "message {i}");
     }
 }
