@@ -13,11 +13,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wxnotify::{
-    ChannelMessage, Engine, EngineOptions, Notification, Recipient, TemplateMessage, Tenant,
-};
+use wxnotify::{ChannelMessage, Notification, Recipient, TemplateMessage, Tenant};
 use wxnotify_store::{MemoryBackend, SharedBackend, SqliteBackend};
 
+#[path = "common/engines.rs"]
+mod engines;
 #[path = "common/wechat.rs"]
 mod wechat;
 use wechat::{FOLLOWER, UNIONID};
@@ -93,38 +93,49 @@ fn main() {
             .expect("a port");
         let server = listener.local_addr().expect("an address");
         tokio::spawn(wechat::serve(listener));
-        let engine = Engine::with_options(EngineOptions {
-            cache_dir: None,
-            ..EngineOptions::default()
-        })
-        .expect("engine");
-
-        // Per-call overhead.
-        let (_memory_runtime, tenant) = wechat::runtime_with_tenant(&engine, "calls", server);
+        // Per-call overhead, per engine configuration, in interleaved blocks so that a noisy
+        // machine slows them alike.
+        let configurations = engines::configurations("4096,4096/touched");
+        let tenants: Vec<_> = configurations
+            .iter()
+            .map(|configuration| {
+                let engine = engines::engine(configuration);
+                let (runtime, tenant) = wechat::runtime_with_tenant(&engine, "calls", server);
+                // The runtime must outlive the tenant's calls.
+                Box::leak(Box::new(runtime));
+                tenant
+            })
+            .collect();
         let notification = notification();
-        for _ in 0..200 {
-            tenant
-                .check_notification(&notification)
-                .await
-                .expect("checks pass");
+        let mut latencies: Vec<Vec<Duration>> = vec![Vec::with_capacity(calls); tenants.len()];
+        for block in 0..=calls / 500 {
+            for (tenant, latencies) in tenants.iter().zip(&mut latencies) {
+                for _ in 0..500 {
+                    let started = Instant::now();
+                    tenant
+                        .check_notification(&notification)
+                        .await
+                        .expect("checks pass");
+                    // The first block warms up.
+                    if block > 0 {
+                        latencies.push(started.elapsed());
+                    }
+                }
+            }
         }
-        let mut latencies: Vec<Duration> = Vec::with_capacity(calls);
-        for _ in 0..calls {
-            let started = Instant::now();
-            tenant
-                .check_notification(&notification)
-                .await
-                .expect("checks pass");
-            latencies.push(started.elapsed());
-        }
-        latencies.sort();
         println!("## per-call overhead, no network: check_notification, {calls} sequential calls");
-        println!(
-            "p50 {:.1?}   p99 {:.1?}   max {:.1?}",
-            percentile(&latencies, 0.50),
-            percentile(&latencies, 0.99),
-            latencies[latencies.len() - 1]
-        );
+        println!("| engine (KiB kept resident) | p50 | p99 | max |");
+        println!("|---|---|---|---|");
+        for (configuration, mut latencies) in configurations.iter().zip(latencies) {
+            latencies.sort();
+            println!(
+                "| {configuration} | {:.1?} | {:.1?} | {:.1?} |",
+                percentile(&latencies, 0.50),
+                percentile(&latencies, 0.99),
+                latencies[latencies.len() - 1]
+            );
+        }
+        let engine = engines::engine(&configurations[configurations.len() - 1]);
 
         // resolve_user from each store.
         println!();

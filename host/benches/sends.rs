@@ -8,6 +8,11 @@
 //! Each configuration is measured in rounds interleaved with the native ones, and ratios are of
 //! medians, so that a noisy machine moves both sides alike.
 //!
+//! The peers — wechatpy (PyPI) and the npm `wechat-api` client — send the same template
+//! message to the same server in the same rounds, each round a process of its own that warms
+//! up before it times (`host/benches/peers/`; `scripts/bench.sh` installs them, and a peer
+//! that is not installed is reported as such).
+//!
 //! Run with `cargo bench -p wxnotify --bench sends` (`-- --quick` for a short run).
 
 use std::net::SocketAddr;
@@ -20,12 +25,12 @@ use hyper::Request;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use wxnotify::{
-    ChannelMessage, Engine, EngineOptions, Notification, Recipient, TemplateMessage, Tenant,
-};
+use wxnotify::{ChannelMessage, Engine, Notification, Recipient, TemplateMessage, Tenant};
 
 const OA_OPENID: &str = "oOA0000000000000000000000001";
 
+#[path = "common/engines.rs"]
+mod engines;
 #[path = "common/wechat.rs"]
 mod wechat;
 use wechat::{TOKEN, serve};
@@ -111,18 +116,89 @@ impl Side {
     }
 }
 
+/// A peer client, run as a process of its own for each round.
+struct Peer {
+    name: &'static str,
+    program: String,
+    script: &'static str,
+}
+
+impl Peer {
+    /// wechatpy and `wechat-api`, where `scripts/bench.sh` installed them.
+    fn installed() -> Vec<Peer> {
+        let peers = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peers");
+        let python = std::env::var("WXNOTIFY_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+        let candidates = [
+            (
+                Peer {
+                    name: "wechatpy (PyPI)",
+                    program: python,
+                    script: concat!(
+                        env!("CARGO_MANIFEST_DIR"),
+                        "/benches/peers/wechatpy_send.py"
+                    ),
+                },
+                vec!["-c".to_owned(), "import wechatpy".to_owned()],
+            ),
+            (
+                Peer {
+                    name: "wechat-api (npm)",
+                    program: "node".into(),
+                    script: concat!(
+                        env!("CARGO_MANIFEST_DIR"),
+                        "/benches/peers/wechat_api_send.js"
+                    ),
+                },
+                vec![
+                    "-e".to_owned(),
+                    format!("require('{peers}/node_modules/wechat-api')"),
+                ],
+            ),
+        ];
+        candidates
+            .into_iter()
+            .filter_map(|(peer, probe)| {
+                let installed = std::process::Command::new(&peer.program)
+                    .args(&probe)
+                    .stderr(std::process::Stdio::null())
+                    .status()
+                    .is_ok_and(|status| status.success());
+                if !installed {
+                    println!(
+                        "{}: not installed (scripts/bench.sh installs it)",
+                        peer.name
+                    );
+                }
+                installed.then_some(peer)
+            })
+            .collect()
+    }
+
+    /// Sends per second of one round of `count` sends, `concurrency` at a time.
+    async fn rate(&self, server: SocketAddr, count: usize, concurrency: usize) -> f64 {
+        let output = tokio::process::Command::new(&self.program)
+            .arg(self.script)
+            .arg(format!("http://{server}"))
+            .arg(TOKEN)
+            .arg(count.to_string())
+            .arg(concurrency.to_string())
+            .output()
+            .await
+            .expect("the peer runs");
+        let printed = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{} failed: {printed}{}",
+            self.name,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        printed.trim().parse().expect("the peer prints its rate")
+    }
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
-}
-
-fn engine(keep_resident: usize) -> Engine {
-    Engine::with_options(EngineOptions {
-        cache_dir: None,
-        keep_resident_bytes: keep_resident,
-        ..EngineOptions::default()
-    })
-    .expect("engine")
 }
 
 fn main() {
@@ -146,20 +222,14 @@ fn main() {
             format!("http://{server}/cgi-bin/message/template/send?access_token={TOKEN}"),
             native_body(),
         );
-        // Engines compared, by how much of an instance they keep resident between calls:
-        // `WXNOTIFY_BENCH_KEEP_RESIDENT=0,1024,8192` (KiB), default: none and the default.
-        let sizes: Vec<usize> = match std::env::var("WXNOTIFY_BENCH_KEEP_RESIDENT") {
-            Ok(list) => list
-                .split(',')
-                .map(|kib| kib.trim().parse::<usize>().expect("sizes in KiB") << 10)
-                .collect(),
-            Err(_) => vec![0, EngineOptions::default().keep_resident_bytes],
-        };
-        let sides: Vec<(String, Side)> = sizes
+        // Engines compared, by how much of an instance they keep resident between calls and
+        // how they reset it: `WXNOTIFY_BENCH_ENGINES=0,4096,4096/touched` (KiB; `/touched`:
+        // only touched pages are reset), which is the default (the last is wxnotify's own).
+        let sides: Vec<(String, Side)> = engines::configurations("0,4096,4096/touched")
             .into_iter()
-            .map(|size| {
-                let name = format!("component, resident {} KiB", size >> 10);
-                (name, Side::Component(tenant(&engine(size), server)))
+            .map(|configuration| {
+                let name = format!("component, {configuration} KiB kept");
+                (name, Side::Component(tenant(&engines::engine(&configuration), server)))
             })
             .collect();
         // Warm up: the token cached, connections open, code paged in.
@@ -168,22 +238,35 @@ fn main() {
         }
         native.rate(64, 16).await;
 
+        let peers = Peer::installed();
         println!(
-            "sends/s, median of {rounds} rounds of {count} sends; ratio = component / native (same run)"
+            "sends/s, median of {rounds} rounds of {count} sends; ratio = rate / native (same rounds)"
         );
-        println!("{:<32} {:>12} {:>12} {:>8}", "configuration", "native", "component", "ratio");
+        println!("{:<36} {:>10} {:>10} {:>7}", "configuration", "native", "rate", "ratio");
         for concurrency in [1, 16, 64] {
-            for (name, side) in &sides {
-                let (mut natives, mut components) = (Vec::new(), Vec::new());
-                for _ in 0..rounds {
-                    natives.push(native.rate(count, concurrency).await);
-                    components.push(side.rate(count, concurrency).await);
+            let mut natives = Vec::new();
+            let mut components = vec![Vec::new(); sides.len()];
+            let mut peer_rates = vec![Vec::new(); peers.len()];
+            for _ in 0..rounds {
+                natives.push(native.rate(count, concurrency).await);
+                for ((_, side), rates) in sides.iter().zip(&mut components) {
+                    rates.push(side.rate(count, concurrency).await);
                 }
-                let (native_rate, component_rate) = (median(natives), median(components));
+                for (peer, rates) in peers.iter().zip(&mut peer_rates) {
+                    rates.push(peer.rate(server, count, concurrency).await);
+                }
+            }
+            let native_rate = median(natives);
+            let names = sides
+                .iter()
+                .map(|(name, _)| name.as_str())
+                .chain(peers.iter().map(|peer| peer.name));
+            for (name, rates) in names.zip(components.into_iter().chain(peer_rates)) {
+                let rate = median(rates);
                 println!(
-                    "{:<32} {native_rate:>12.0} {component_rate:>12.0} {:>8.2}",
+                    "{:<36} {native_rate:>10.0} {rate:>10.0} {:>7.2}",
                     format!("{name}, ×{concurrency}"),
-                    component_rate / native_rate
+                    rate / native_rate
                 );
             }
         }

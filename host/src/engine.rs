@@ -61,7 +61,12 @@ impl Engine {
             .max_memory_size(options.max_memory_bytes)
             .linear_memory_keep_resident(options.keep_resident_bytes)
             .table_keep_resident(options.keep_resident_bytes)
-            .async_stack_keep_resident(options.keep_resident_bytes);
+            .async_stack_keep_resident(options.keep_resident_bytes)
+            .pagemap_scan(if options.reset_touched_pages_only {
+                wasmtime::Enabled::Auto
+            } else {
+                wasmtime::Enabled::No
+            });
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = wasmtime::Engine::new(&config).map_err(|e| Error::Engine {
             what: "engine",
