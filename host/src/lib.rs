@@ -92,7 +92,9 @@ pub use capabilities::{storage, wasi_config, wasi_http, wasi_keyvalue};
 
 pub use engine::{CompiledFrom, Engine, EngineOptions};
 pub use error::{BoxError, ComponentProblem, ConfigError, Error, NotifyError};
-pub use runtime::{BUILTIN_COMPONENT, HostState, Limits, Runtime, SendRate, Tenant};
+pub use runtime::{
+    BUILTIN_COMPONENT, HostState, Limits, Runtime, SendRate, Tenant, TokenCacheState,
+};
 /// The contract's plain types, their JSON view and the components' JSON API.
 pub use wxnotify_contract as contract;
 pub use wxnotify_contract::{

@@ -362,6 +362,46 @@ impl Tenant {
         self.limits
     }
 
+    /// What the token cache holds for each of the tenant's accounts: when the token was
+    /// fetched, when it is replaced and when it expires — never the token. Read from the
+    /// tenant's store in the built-in component's format; a plugin that caches tokens its own
+    /// way shows as "no token cached".
+    pub async fn token_cache(&self) -> Result<Vec<TokenCacheState>, Error> {
+        use wxnotify_core::wechat::token::{CachedToken, cache_key};
+        let mode = match self.config.get("token_mode").map(String::as_str) {
+            Some("classic") => wxnotify_core::wechat::config::TokenMode::Classic,
+            _ => wxnotify_core::wechat::config::TokenMode::Stable,
+        };
+        let scope = wxnotify_store::Scope::new(&*self.id, wxnotify_core::Bucket::Tokens.name());
+        let mut states = Vec::new();
+        for (account, key) in [
+            ("mini_program", "mini_appid"),
+            ("official_account", "oa_appid"),
+        ] {
+            let Some(appid) = self.config.get(key) else {
+                continue;
+            };
+            let cached = self
+                .keyvalue
+                .backend
+                .get(&scope, &cache_key(appid, mode))
+                .await?
+                .as_deref()
+                .and_then(CachedToken::from_bytes)
+                // A token marked failed is as good as none.
+                .filter(|token| token.expires_at > 0);
+            states.push(TokenCacheState {
+                account: account.to_owned(),
+                appid: appid.clone(),
+                mode: mode.as_str().to_owned(),
+                fetched_at: cached.as_ref().map(|t| t.fetched_at).filter(|&at| at > 0),
+                refresh_at: cached.as_ref().map(CachedToken::refresh_at),
+                expires_at: cached.as_ref().map(|t| t.expires_at),
+            });
+        }
+        Ok(states)
+    }
+
     /// The file of the component now in use, or `built-in`.
     pub fn plugin_source(&self) -> String {
         self.plugin
@@ -464,4 +504,22 @@ impl Tenant {
             message,
         }
     }
+}
+
+/// The token cache of one account, as [`Tenant::token_cache`] reports it (times in Unix
+/// seconds; all `None` when no usable token is cached).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct TokenCacheState {
+    /// `mini_program` or `official_account`.
+    pub account: String,
+    /// The account's appid.
+    pub appid: String,
+    /// `stable` or `classic`.
+    pub mode: String,
+    /// When the cached token was fetched (`None` also for tokens cached by older versions).
+    pub fetched_at: Option<u64>,
+    /// From when it is replaced by a fresh one.
+    pub refresh_at: Option<u64>,
+    /// When WeChat stops accepting it.
+    pub expires_at: Option<u64>,
 }

@@ -96,6 +96,7 @@ impl<E: Env> WeChat<'_, E> {
         let dead = CachedToken {
             access_token: failed.access_token.clone(),
             expires_at: 0,
+            fetched_at: failed.fetched_at,
         };
         self.env
             .compare_and_swap(
@@ -207,6 +208,7 @@ mod tests {
         let stored = CachedToken {
             access_token: "their-token".into(),
             expires_at: env.now_ms() / 1000 + 7200,
+            fetched_at: 0,
         };
         let mut polls = 0;
         env.on_sleep(move |env| {
@@ -248,6 +250,7 @@ mod tests {
         let stored = CachedToken {
             access_token: "racer-token".into(),
             expires_at: env.now_ms() / 1000 + 7200,
+            fetched_at: 0,
         };
         env.on_sleep(move |env| {
             let stored = String::from_utf8(stored.to_bytes()).unwrap();

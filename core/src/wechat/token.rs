@@ -17,6 +17,10 @@ pub struct CachedToken {
     pub access_token: String,
     /// Unix seconds; 0 marks a token that failed and must not be used again.
     pub expires_at: u64,
+    /// Unix seconds at which it was fetched (0 in tokens cached before this field existed):
+    /// its age, for operators.
+    #[serde(default)]
+    pub fetched_at: u64,
 }
 
 // Tokens are credentials: Debug shows only when it expires.
@@ -24,6 +28,7 @@ impl std::fmt::Debug for CachedToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CachedToken")
             .field("expires_at", &self.expires_at)
+            .field("fetched_at", &self.fetched_at)
             .finish_non_exhaustive()
     }
 }
@@ -32,6 +37,11 @@ impl CachedToken {
     /// Whether the token can still be used at `now` without refreshing.
     pub fn is_fresh(&self, now: u64) -> bool {
         now.saturating_add(REFRESH_MARGIN_SECS) < self.expires_at
+    }
+
+    /// Unix seconds from which the token is replaced instead of used.
+    pub fn refresh_at(&self) -> u64 {
+        self.expires_at.saturating_sub(REFRESH_MARGIN_SECS)
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -62,6 +72,7 @@ impl TokenAnswer {
         CachedToken {
             access_token: self.access_token,
             expires_at: now.saturating_add(self.expires_in),
+            fetched_at: now,
         }
     }
 }
@@ -230,6 +241,7 @@ mod tests {
         let token = CachedToken {
             access_token: "t".into(),
             expires_at: 10_000,
+            fetched_at: 0,
         };
         assert!(token.is_fresh(10_000 - 301));
         assert!(!token.is_fresh(10_000 - 300));
@@ -237,6 +249,7 @@ mod tests {
         let failed = CachedToken {
             access_token: "t".into(),
             expires_at: 0,
+            fetched_at: 0,
         };
         assert!(!failed.is_fresh(0));
     }
@@ -315,6 +328,7 @@ mod tests {
         let token = CachedToken {
             access_token: "SECRET_TOKEN".into(),
             expires_at: 7,
+            fetched_at: 0,
         };
         assert_eq!(
             CachedToken::from_bytes(&token.to_bytes()),

@@ -51,6 +51,9 @@ impl ServeCommand {
                 .worker_name
                 .unwrap_or_else(wxnotify::serve::default_worker_name),
             retry_for: self.retry_for,
+            operator_key: std::env::var("WXNOTIFY_OPERATOR_KEY")
+                .ok()
+                .filter(|key| !key.trim().is_empty()),
         };
         let server = Server::start(runtime, outbox, api_keys, options).await?;
         // Tests and scripts read the address from this first line (with `--bind …:0`).

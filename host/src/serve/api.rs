@@ -74,6 +74,7 @@ fn routes() -> Router<AppState> {
         .route("/healthz", get(healthz))
         .route("/readyz", get(ready))
         .route("/openapi.json", get(openapi))
+        .merge(super::console::routes())
         .fallback(|| async { AppError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
 }
 
@@ -90,7 +91,8 @@ fn routes() -> Router<AppState> {
     ),
     paths(
         submit, check, status, user, login, decrypt, sync_followers, callback, metrics, healthz,
-        ready, openapi
+        ready, openapi, super::console::page, super::console::script, super::console::style,
+        super::console::notifications, super::console::summary
     ),
     modifiers(&BearerAuth)
 )]
@@ -358,12 +360,18 @@ async fn submit(
         .iter()
         .map(|n| serde_json::to_vec(n).map_err(AppError::unavailable))
         .collect::<Result<_, _>>()?;
+    let recipients: Vec<String> = notifications
+        .iter()
+        .map(|n| super::console::recipient_label(&n.recipient))
+        .collect();
     let messages: Vec<NewMessage<'_>> = notifications
         .iter()
         .zip(&payloads)
-        .map(|(n, payload)| NewMessage {
+        .zip(&recipients)
+        .map(|((n, payload), recipient)| NewMessage {
             idempotency_key: n.idempotency_key.as_deref(),
             payload,
+            recipient: Some(recipient.as_str()),
         })
         .collect();
     let enqueued = state.outbox.enqueue_many(&tenant_id, &messages).await?;
@@ -420,7 +428,7 @@ async fn check(
     ),
     responses(
         (status = 200, description = "Its state", body = NotificationStatus),
-        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 401, description = "Missing or wrong key (the tenant's or the operator key)", body = ErrorBody),
         (status = 404, description = "No such notification for this tenant", body = ErrorBody),
     ),
     security(("api_key" = []))
@@ -430,7 +438,7 @@ async fn status(
     Path((tenant_id, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Json<NotificationStatus>, AppError> {
-    let tenant = authorize(&state, &tenant_id, &headers)?;
+    let tenant = super::console::authorize_reader(&state, &tenant_id, &headers)?;
     // Another tenant's message is reported as missing: ids are not authorisation.
     let message = state
         .outbox
@@ -444,12 +452,11 @@ async fn status(
                 format!("no notification {id}"),
             )
         })?;
-    let detail = message.last_detail.as_deref().map_or(Value::Null, |d| {
-        serde_json::from_str(d).unwrap_or_else(|_| Value::String(d.to_owned()))
-    });
-    let delivery = (message.state == MessageState::Delivered)
-        .then(|| serde_json::from_value::<Delivery>(detail.clone()).ok())
-        .flatten();
+    let Described {
+        detail,
+        delivery,
+        error,
+    } = describe_detail(message.state, message.last_detail.as_deref());
     let wechat_status = match delivery.as_ref().and_then(|d| d.msgid) {
         Some(msgid) => tenant
             .final_status(msgid)
@@ -458,11 +465,6 @@ async fn status(
             .flatten()
             .map(|s| s.status),
         None => None,
-    };
-    let error = match (&delivery, &detail) {
-        (Some(_), _) | (None, Value::Null) => None,
-        (None, Value::String(message)) => Some(json!({ "message": message })),
-        (None, other) => Some(other.get("error").cloned().unwrap_or_else(|| other.clone())),
     };
     Ok(Json(NotificationStatus {
         id,
@@ -473,6 +475,35 @@ async fn status(
         detail,
         wechat_status,
     }))
+}
+
+/// What a stored `last_detail` says: the detail as JSON, the delivery of a delivered
+/// notification, the error of one not delivered.
+pub(crate) struct Described {
+    pub(crate) detail: Value,
+    pub(crate) delivery: Option<Delivery>,
+    pub(crate) error: Option<Value>,
+}
+
+/// Reads a `last_detail` as the workers store it (a `Delivery`, the component's error, or a
+/// host fault in words; older rows as they are).
+pub(crate) fn describe_detail(state: MessageState, last_detail: Option<&str>) -> Described {
+    let detail = last_detail.map_or(Value::Null, |d| {
+        serde_json::from_str(d).unwrap_or_else(|_| Value::String(d.to_owned()))
+    });
+    let delivery = (state == MessageState::Delivered)
+        .then(|| serde_json::from_value::<Delivery>(detail.clone()).ok())
+        .flatten();
+    let error = match (&delivery, &detail) {
+        (Some(_), _) | (None, Value::Null) => None,
+        (None, Value::String(message)) => Some(json!({ "message": message })),
+        (None, other) => Some(other.get("error").cloned().unwrap_or_else(|| other.clone())),
+    };
+    Described {
+        detail,
+        delivery,
+        error,
+    }
 }
 
 /// Every identity known for a user.
@@ -974,6 +1005,34 @@ mod tests {
                 }),
             ),
             ("User", json!(user)),
+            (
+                "ConsolePage",
+                json!({
+                    "notifications": [{
+                        "id": "i", "recipient": "oa:o", "state": "failed",
+                        "channel": null, "attempts": 1,
+                        "error": Error::Rejected(ApiError::new(40003, "bad openid")),
+                        "enqueued_at": 1, "next_attempt_at": null, "finished_at": 2,
+                    }],
+                    "next": "1.01JD0000000000000000000000",
+                }),
+            ),
+            (
+                "ConsoleSummary",
+                json!({
+                    "since": 0, "until": 1, "queued": 0, "in_flight": 0, "retrying": 0, "now": 1,
+                    "buckets": [{"start": 0, "queued": 0, "retrying": 0, "in_flight": 0,
+                                 "delivered": 1, "failed": 0}],
+                    "tokens": [crate::TokenCacheState {
+                        account: "official_account".into(),
+                        appid: "wx".into(),
+                        mode: "stable".into(),
+                        fetched_at: Some(1),
+                        refresh_at: Some(2),
+                        expires_at: Some(3),
+                    }],
+                }),
+            ),
             (
                 "LoginRequest",
                 json!(LoginRequest {

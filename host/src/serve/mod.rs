@@ -11,6 +11,9 @@
 //! | `POST /v1/{tenant}/users/mini/{openid}/decrypt` | Bearer | `{"encrypted_data","iv"}` → `{"user_data"}` |
 //! | `POST /v1/{tenant}/followers/sync` | Bearer | one page: `{"total","synced","mapped","done"}` |
 //! | `GET\|POST /v1/{tenant}/wechat/{oa\|mini}` | WeChat's signature | the component's callback answer |
+//! | `GET /v1/{tenant}/console/notifications` | Bearer or operator key | a window's notifications, newest first: `?since&until&state&q&after&limit` |
+//! | `GET /v1/{tenant}/console/summary` | Bearer or operator key | outcomes over time, queue depth, retry backlog, token cache (never the token) |
+//! | `GET /console` | — (the page asks for a key) | the operator console (see `console`) |
 //! | `GET /metrics`, `/healthz`, `/readyz`, `/openapi.json` | — | operations |
 //!
 //! Requests are parsed here into the contract's types (`wxnotify-contract`) and the component
@@ -40,6 +43,7 @@
 //! ```
 
 mod api;
+mod console;
 mod metrics;
 mod worker;
 
@@ -65,7 +69,7 @@ pub use api::{ApiDoc, app};
 pub type ApiKeys = BTreeMap<String, Option<String>>;
 
 /// How a [`Server`] runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServeOptions {
     /// Where to listen; port 0 picks a free one (see [`ServerHandle::addr`]).
     pub bind: SocketAddr,
@@ -78,6 +82,22 @@ pub struct ServeOptions {
     /// down, timeouts, the daily quota) is still retried; after that it fails with its last
     /// error, because a notification days late does more harm than one not sent.
     pub retry_for: Duration,
+    /// A key that opens every tenant's console (`/console` and its API routes), for operators;
+    /// the CLI reads it from `WXNOTIFY_OPERATOR_KEY`. It opens nothing else.
+    pub operator_key: Option<String>,
+}
+
+// The operator key is a secret: Debug says whether one is set, never its value.
+impl std::fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeOptions")
+            .field("bind", &self.bind)
+            .field("workers", &self.workers)
+            .field("worker_name", &self.worker_name)
+            .field("retry_for", &self.retry_for)
+            .field("operator_key", &self.operator_key.as_ref().map(|_| "<set>"))
+            .finish()
+    }
 }
 
 /// The default of [`ServeOptions::retry_for`]: a day.
@@ -90,6 +110,7 @@ impl Default for ServeOptions {
             workers: 4,
             worker_name: default_worker_name(),
             retry_for: DEFAULT_RETRY_FOR,
+            operator_key: None,
         }
     }
 }
@@ -166,6 +187,7 @@ pub struct Shared {
     metrics: metrics::Metrics,
     rate_limits: worker::RateLimits,
     retry_for: Duration,
+    operator_key: Option<String>,
 }
 
 impl std::ops::Deref for AppState {
@@ -191,6 +213,18 @@ impl AppState {
         api_keys: ApiKeys,
         retry_for: Duration,
     ) -> AppState {
+        AppState::with_operator_key(runtime, outbox, api_keys, retry_for, None)
+    }
+
+    /// As [`AppState::retrying_for`], with an operator key that opens every tenant's console
+    /// (see [`ServeOptions::operator_key`]).
+    pub fn with_operator_key(
+        runtime: Arc<Runtime>,
+        outbox: SharedOutbox,
+        api_keys: ApiKeys,
+        retry_for: Duration,
+        operator_key: Option<String>,
+    ) -> AppState {
         let metrics = metrics::Metrics::new();
         let token_fetches = metrics.token_fetches.clone();
         runtime.set_egress_observer(Some(Arc::new(move |tenant: &str, uri: &http::Uri| {
@@ -205,6 +239,7 @@ impl AppState {
             metrics,
             rate_limits: worker::RateLimits::default(),
             retry_for,
+            operator_key,
         }))
     }
 
@@ -239,7 +274,13 @@ impl Server {
             addr: options.bind,
             source,
         })?;
-        let state = AppState::retrying_for(runtime, outbox, api_keys, options.retry_for);
+        let state = AppState::with_operator_key(
+            runtime,
+            outbox,
+            api_keys,
+            options.retry_for,
+            options.operator_key,
+        );
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
         for i in 0..options.workers {

@@ -138,6 +138,16 @@ impl Served {
 /// `closed` (no key), both on the sandbox, on SQLite in a temporary directory; `shop_toml` is
 /// more of shop's TOML (e.g. its limits), `args` more `serve` options.
 async fn serve(sandbox: &Sandbox, shop_toml: &str, args: &[&str]) -> Served {
+    serve_with_env(sandbox, shop_toml, args, &[]).await
+}
+
+/// As [`serve`], with more environment variables.
+async fn serve_with_env(
+    sandbox: &Sandbox,
+    shop_toml: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let (mini, oa) = (sandbox.state().mini_app(), sandbox.state().oa_app());
     let tenant = |id: &str, key: &str| {
@@ -163,13 +173,14 @@ async fn serve(sandbox: &Sandbox, shop_toml: &str, args: &[&str]) -> Served {
         ),
     )
     .unwrap();
+    let secrets = [
+        ("SHOP_MINI_SECRET", mini.secret.as_str()),
+        ("SHOP_OA_SECRET", oa.secret.as_str()),
+        ("SHOP_API_KEY", KEY),
+    ];
     let (child, addr) = crate::start_serve(
         dir.path(),
-        &[
-            ("SHOP_MINI_SECRET", &mini.secret),
-            ("SHOP_OA_SECRET", &oa.secret),
-            ("SHOP_API_KEY", KEY),
-        ],
+        &[&secrets[..], env].concat(),
         &[&["--workers", "2"], args].concat(),
     );
     let base = format!("http://{addr}");
@@ -286,6 +297,203 @@ async fn submits_one_and_a_batch_and_they_are_delivered() {
         "{text}"
     );
     assert!(text.contains("wxnotify_outbox_in_flight 0"), "{text}");
+    sandbox.shutdown().await;
+}
+
+const OPERATOR_KEY: &str = "operator-key-9876543210";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_lists_filters_and_searches_a_window_and_opens_to_the_operator() {
+    let sandbox = crate::sandbox(SandboxConfig::default()).await;
+    let stranger = sandbox.state().add_user(SeedUser {
+        follows_oa: false,
+        has_unionid: true,
+        ..SeedUser::default()
+    });
+    let follower = sandbox.state().add_user(SeedUser::follower());
+    let served = serve_with_env(
+        &sandbox,
+        "",
+        &[],
+        &[("WXNOTIFY_OPERATOR_KEY", OPERATOR_KEY)],
+    )
+    .await;
+    let stranger_oa = stranger.oa_openid.clone().unwrap();
+    let delivered = served
+        .submit(&shipped(follower.oa_openid.as_deref().unwrap(), None))
+        .await;
+    assert_eq!(served.wait_final(&delivered).await["state"], "delivered");
+    let failed = served.submit(&shipped(&stranger_oa, None)).await;
+    assert_eq!(served.wait_final(&failed).await["state"], "failed");
+
+    let page = served.get("/v1/shop/console/notifications").await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    let page = page.json();
+    let rows = page["notifications"].as_array().unwrap();
+    let ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [failed.as_str(), delivered.as_str()],
+        "newest first: {page}"
+    );
+    assert_eq!(rows[0]["state"], "failed");
+    assert_eq!(rows[0]["recipient"], format!("oa:{stranger_oa}"));
+    assert_eq!(rows[0]["error"]["kind"], "refused", "{page}");
+    assert_eq!(rows[0]["error"]["errcode"], 43004, "{page}");
+    assert_eq!(rows[1]["state"], "delivered");
+    assert_eq!(rows[1]["channel"], "template_message");
+    assert_eq!(rows[1]["error"], Value::Null);
+    assert_eq!(page["next"], Value::Null);
+
+    let only_failed = served
+        .get("/v1/shop/console/notifications?state=failed")
+        .await
+        .json();
+    assert_eq!(only_failed["notifications"].as_array().unwrap().len(), 1);
+    let searched = served
+        .get(&format!(
+            "/v1/shop/console/notifications?q={}",
+            &stranger_oa[..12]
+        ))
+        .await
+        .json();
+    assert_eq!(searched["notifications"][0]["id"], failed.as_str());
+    assert_eq!(searched["notifications"].as_array().unwrap().len(), 1);
+    let paged = served
+        .get("/v1/shop/console/notifications?limit=1")
+        .await
+        .json();
+    let next = paged["next"].as_str().expect("a next page").to_owned();
+    let second = served
+        .get(&format!(
+            "/v1/shop/console/notifications?limit=1&after={next}"
+        ))
+        .await
+        .json();
+    assert_eq!(second["notifications"][0]["id"], delivered.as_str());
+    let empty_window = served
+        .get("/v1/shop/console/notifications?since=0&until=1000")
+        .await
+        .json();
+    assert_eq!(empty_window["notifications"], json!([]));
+
+    for (query, named) in [
+        ("state=lost", "unknown state `lost`"),
+        ("after=nope", "not a page cursor"),
+        ("since=2000&until=1000", "`since` is after `until`"),
+        ("limit=x", "limit"),
+        ("colour=red", "colour"),
+    ] {
+        let answer = served
+            .get(&format!("/v1/shop/console/notifications?{query}"))
+            .await;
+        assert_eq!(answer.status, 400, "{query}: {}", answer.text());
+        assert!(answer.text().contains(named), "{query}: {}", answer.text());
+    }
+
+    let summary = served.get("/v1/shop/console/summary?buckets=4").await;
+    assert_eq!(summary.status, 200, "{}", summary.text());
+    let summary = summary.json();
+    let buckets = summary["buckets"].as_array().unwrap();
+    assert_eq!(buckets.len(), 4);
+    let total = |state: &str| -> u64 { buckets.iter().map(|b| b[state].as_u64().unwrap()).sum() };
+    assert_eq!((total("delivered"), total("failed")), (1, 1), "{summary}");
+    assert_eq!(
+        (summary["queued"].as_u64(), summary["retrying"].as_u64()),
+        (Some(0), Some(0))
+    );
+    let tokens = summary["tokens"].as_array().unwrap();
+    let oa = tokens
+        .iter()
+        .find(|t| t["account"] == "official_account")
+        .expect("the OA's token cache");
+    assert_eq!(oa["appid"], sandbox.state().oa_app().appid);
+    let (fetched, refresh, expires) = (
+        oa["fetched_at"].as_u64().expect("fetched"),
+        oa["refresh_at"].as_u64().unwrap(),
+        oa["expires_at"].as_u64().unwrap(),
+    );
+    assert!(fetched <= refresh && refresh + 300 == expires, "{oa}");
+    let mini = tokens
+        .iter()
+        .find(|t| t["account"] == "mini_program")
+        .unwrap();
+    assert_eq!(
+        mini["expires_at"],
+        Value::Null,
+        "no mini-program call was made: {mini}"
+    );
+    assert!(
+        !summary.to_string().contains("access_token"),
+        "never the token: {summary}"
+    );
+
+    // The operator key opens every tenant's console and a notification's status, nothing else.
+    let as_operator = |path: &'static str| {
+        let served = &served;
+        async move {
+            served
+                .request("GET", path, Some(OPERATOR_KEY), None, Bytes::new())
+                .await
+        }
+    };
+    assert_eq!(as_operator("/v1/shop/console/summary").await.status, 200);
+    assert_eq!(
+        as_operator("/v1/closed/console/notifications").await.status,
+        200
+    );
+    let status_path = format!("/v1/shop/notifications/{failed}");
+    let status = served
+        .request("GET", &status_path, Some(OPERATOR_KEY), None, Bytes::new())
+        .await;
+    assert_eq!(status.status, 200, "{}", status.text());
+    let submit = served
+        .request(
+            "POST",
+            "/v1/shop/notifications",
+            Some(OPERATOR_KEY),
+            Some("application/json"),
+            shipped(&stranger_oa, None).to_string(),
+        )
+        .await;
+    assert_eq!(submit.status, 401, "the operator key sends nothing");
+    // A tenant's key opens its own console only.
+    let other = served.get("/v1/closed/console/summary").await;
+    assert_eq!(other.status, 401, "{}", other.text());
+    let anonymous = served
+        .request("GET", "/v1/shop/console/summary", None, None, Bytes::new())
+        .await;
+    assert_eq!(anonymous.status, 401);
+
+    // The page and its files, from the binary, loading nothing from elsewhere.
+    let page = served
+        .request("GET", "/console", None, None, Bytes::new())
+        .await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.content_type.starts_with("text/html"),
+        "{}",
+        page.content_type
+    );
+    assert!(page.text().contains("/console/console.js"));
+    for (path, kind) in [
+        ("/console/console.js", "text/javascript"),
+        ("/console/console.css", "text/css"),
+    ] {
+        let asset = served.request("GET", path, None, None, Bytes::new()).await;
+        assert_eq!(asset.status, 200, "{path}");
+        assert!(
+            asset.content_type.starts_with(kind),
+            "{path}: {}",
+            asset.content_type
+        );
+        // The SVG namespace is a name, not an address.
+        let text = asset.text().replace("http://www.w3.org/2000/svg", "");
+        assert!(
+            !text.contains("http://") && !text.contains("https://"),
+            "{path}"
+        );
+    }
     sandbox.shutdown().await;
 }
 

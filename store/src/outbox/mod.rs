@@ -180,6 +180,9 @@ pub struct NewMessage<'a> {
     pub idempotency_key: Option<&'a str>,
     /// What the worker will hand to the component; opaque to the outbox.
     pub payload: &'a [u8],
+    /// Whom the message is for, as the caller names it (e.g. `mini:o6_bmjrPTlm6_2sgVt7hMZOPfL2M`):
+    /// kept after the payload is dropped, so that [`Outbox::list`] can show and search it.
+    pub recipient: Option<&'a str>,
 }
 
 /// What [`Outbox::enqueue`] did.
@@ -269,7 +272,8 @@ impl State {
         }
     }
 
-    pub(crate) fn parse(s: &str) -> Option<Self> {
+    /// The state named `s` by [`State::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
         [Self::Queued, Self::InFlight, Self::Delivered, Self::Failed]
             .into_iter()
             .find(|state| state.as_str() == s)
@@ -329,6 +333,148 @@ pub struct Depth {
     pub in_flight: u64,
 }
 
+/// Most messages one [`Outbox::list`] page holds; larger limits are clamped to it.
+pub const MAX_PAGE: usize = 10_000;
+
+/// Most buckets [`Outbox::outcomes`] splits a window into.
+pub const MAX_BUCKETS: usize = 1000;
+
+/// Which messages [`Outbox::list`] returns.
+#[derive(Clone, Copy, Debug)]
+pub struct ListQuery<'a> {
+    /// Whose messages.
+    pub tenant: &'a str,
+    /// Accepted at or after this time.
+    pub since: SystemTime,
+    /// Accepted before this time.
+    pub until: SystemTime,
+    /// Only messages in this state (`None`: all).
+    pub state: Option<State>,
+    /// Only the message with this id, or messages whose recipient contains this text.
+    pub search: Option<&'a str>,
+    /// Continue after this message (a previous page's [`Page::next`]).
+    pub after: Option<&'a PageCursor>,
+    /// Most messages in the page (clamped to `1..=`[`MAX_PAGE`]).
+    pub limit: usize,
+}
+
+/// One message as [`Outbox::list`] shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedMessage {
+    /// Its id.
+    pub id: String,
+    /// Its recipient, as enqueued.
+    pub recipient: Option<String>,
+    /// Its state, as [`Outbox::status`] reports it.
+    pub status: MessageState,
+}
+
+/// A page of [`Outbox::list`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Page {
+    /// The messages, newest first.
+    pub messages: Vec<ListedMessage>,
+    /// Where the next page starts, or `None` when the window holds no more.
+    pub next: Option<PageCursor>,
+}
+
+/// A position in a tenant's messages ordered by (acceptance time, id), newest first: the
+/// last message a page showed. Its text form (`Display`, `FromStr`) is `{millis}.{id}`, for URLs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageCursor {
+    /// Milliseconds since the Unix epoch at which that message was accepted.
+    pub enqueued_ms: i64,
+    /// Its id.
+    pub id: String,
+}
+
+impl std::fmt::Display for PageCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.enqueued_ms, self.id)
+    }
+}
+
+/// Why a text is not a [`PageCursor`].
+#[derive(Debug, thiserror::Error)]
+#[error("not a page cursor (`{{millis}}.{{id}}` from a previous page's `next`)")]
+pub struct InvalidCursor;
+
+impl std::str::FromStr for PageCursor {
+    type Err = InvalidCursor;
+
+    fn from_str(text: &str) -> Result<Self, InvalidCursor> {
+        let (millis, id) = text.split_once('.').ok_or(InvalidCursor)?;
+        let enqueued_ms = millis.parse().map_err(|_| InvalidCursor)?;
+        if !is_valid_id(id) {
+            return Err(InvalidCursor);
+        }
+        Ok(PageCursor {
+            enqueued_ms,
+            id: id.to_owned(),
+        })
+    }
+}
+
+/// Messages of one slice of [`Outbox::outcomes`]'s window, by state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bucket {
+    /// Where the slice starts.
+    pub start: SystemTime,
+    /// Queued, never tried yet.
+    pub queued: u64,
+    /// Queued again after a failed attempt, waiting for their retry.
+    pub retrying: u64,
+    /// Leased to a worker.
+    pub in_flight: u64,
+    /// Delivered.
+    pub delivered: u64,
+    /// Failed for good.
+    pub failed: u64,
+}
+
+impl Bucket {
+    /// Counts `n` messages in `state`, `retried` if they were claimed before.
+    pub(crate) fn add(&mut self, state: State, retried: bool, n: u64) {
+        let slot = match state {
+            State::Queued if retried => &mut self.retrying,
+            State::Queued => &mut self.queued,
+            State::InFlight => &mut self.in_flight,
+            State::Delivered => &mut self.delivered,
+            State::Failed => &mut self.failed,
+        };
+        *slot += n;
+    }
+}
+
+/// The slices of `[since, until)` in milliseconds: (start, width) with at least 1 ms width;
+/// a message at `at` falls into slice `(at - start) / width`.
+pub(crate) fn slices(
+    since: SystemTime,
+    until: SystemTime,
+    buckets: usize,
+) -> (i64, i64, Vec<Bucket>) {
+    let buckets = buckets.clamp(1, MAX_BUCKETS);
+    let (start, end) = (to_millis(since), to_millis(until).max(to_millis(since)));
+    let count = i64::try_from(buckets).unwrap_or(1);
+    let width = ((end - start + count - 1) / count).max(1);
+    let slices = (0..count)
+        .map(|i| Bucket {
+            start: from_millis(start + i * width),
+            queued: 0,
+            retrying: 0,
+            in_flight: 0,
+            delivered: 0,
+            failed: 0,
+        })
+        .collect();
+    (start, width, slices)
+}
+
+/// The page limit asked for, clamped to `1..=`[`MAX_PAGE`].
+pub(crate) fn clamp_page(limit: usize) -> usize {
+    limit.clamp(1, MAX_PAGE)
+}
+
 /// The durable queue of notifications, shared by every host of a deployment.
 ///
 /// All methods validate their input before touching storage ([`StoreError::TooLarge`] for
@@ -350,6 +496,7 @@ pub trait Outbox: Send + Sync + 'static {
         let message = NewMessage {
             idempotency_key,
             payload,
+            recipient: None,
         };
         self.enqueue_many(tenant, &[message])
             .await?
@@ -405,6 +552,23 @@ pub trait Outbox: Send + Sync + 'static {
 
     /// Queued and in-flight messages of `tenant`, or of every tenant for `None`.
     async fn depth(&self, tenant: Option<&str>) -> Result<Depth, StoreError>;
+
+    /// A page of `query.tenant`'s messages accepted in `[query.since, query.until)`, newest
+    /// first, in every state (final ones until they are purged), optionally filtered by state
+    /// and searched by id or recipient. [`Page::next`] continues after the page's last message;
+    /// a page shorter than the limit may still have a `next` (a backend may bound the work of
+    /// one call), and only `next: None` says the window is exhausted.
+    async fn list(&self, query: &ListQuery<'_>) -> Result<Page, StoreError>;
+
+    /// `tenant`'s messages accepted in `[since, until)` counted by state, in `buckets` equal
+    /// slices of the window (clamped to `1..=`[`MAX_BUCKETS`]), oldest first.
+    async fn outcomes(
+        &self,
+        tenant: &str,
+        since: SystemTime,
+        until: SystemTime,
+        buckets: usize,
+    ) -> Result<Vec<Bucket>, StoreError>;
 
     /// Claims skip `tenant`'s messages until `until` (e.g. when a daily quota the tenant spent
     /// resets). A later call replaces the pause, so it can be extended or
@@ -476,6 +640,11 @@ pub(crate) fn check_tenant(tenant: &str) -> Result<(), StoreError> {
     check_len("tenant", tenant.len(), MAX_NAME_LEN)
 }
 
+/// Rejects an oversized recipient in a batch.
+fn check_recipient(recipient: Option<&str>) -> Result<(), StoreError> {
+    recipient.map_or(Ok(()), |r| check_len("recipient", r.len(), MAX_NAME_LEN))
+}
+
 /// Rejects an oversized worker name.
 pub(crate) fn check_worker(worker: &str) -> Result<(), StoreError> {
     check_len("worker", worker.len(), MAX_NAME_LEN)
@@ -490,6 +659,7 @@ pub(crate) fn check_batch(tenant: &str, messages: &[NewMessage<'_>]) -> Result<(
         if let Some(key) = message.idempotency_key {
             check_len("idempotency key", key.len(), MAX_NAME_LEN)?;
         }
+        check_recipient(message.recipient)?;
         check_len("payload", message.payload.len(), MAX_PAYLOAD_LEN)
     })
 }

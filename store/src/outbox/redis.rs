@@ -13,6 +13,7 @@
 //! | `{o}:parked:{len(tenant)}:{tenant}` | set | messages held back by the tenant's pause, so that changing the pause can reschedule them |
 //! | `{o}:depth` | hash | counters `q`, `f` (queued, in flight) and `q:{tenant}`, `f:{tenant}` |
 //! | `{o}:finished` | sorted set | final messages, scored by when they became final, for `purge_finished` |
+//! | `{o}:time:{len(tenant)}:{tenant}` | sorted set | the tenant's messages, scored by when they were accepted, for `list` and `outcomes` |
 //!
 //! Times are milliseconds since the Unix epoch. "Now" is the server's `TIME`, so leases mean
 //! the same to every host whatever their clocks say (or the caller's [`Clock`](super::Clock)
@@ -53,9 +54,10 @@ use std::time::{Duration, SystemTime};
 use ::redis::{Script, Value, cmd};
 
 use super::{
-    Ack, Claimed, Clock, Depth, Enqueued, MessageState, NewMessage, Outbox, Outcome, State,
-    check_batch, check_tenant, check_worker, clamp_max, from_millis, is_valid_id, lease_millis,
-    new_id, to_millis, truncate_detail,
+    Ack, Bucket, Claimed, Clock, Depth, Enqueued, ListQuery, ListedMessage, MessageState,
+    NewMessage, Outbox, Outcome, Page, PageCursor, State, check_batch, check_tenant, check_worker,
+    clamp_max, clamp_page, from_millis, is_valid_id, lease_millis, new_id, slices, to_millis,
+    truncate_detail,
 };
 use crate::redis::{BACKEND, internal, reply_items as items};
 use crate::{RedisBackend, StoreError};
@@ -71,6 +73,10 @@ const MOVE_LIMIT: usize = 1000;
 /// Most stream entries one claim looks at, paused or stale ones included, for the same reason.
 const SCAN_LIMIT: usize = 2000;
 
+/// Most messages one `list` call looks at, filtered-out ones included, so that a search in a
+/// large window does not block the server for long: the page is then short and has a `next`.
+const LIST_SCAN_LIMIT: usize = 50_000;
+
 /// Definitions every script starts with. `KEYS[1]` is always `{prefix}wxnotify:outbox`.
 const LIBRARY: &str = r"
 local base = KEYS[1]
@@ -85,6 +91,7 @@ local finished = base .. ':finished'
 local function msg_key(id) return base .. ':msg:' .. id end
 -- Length-prefixed tenants, so that no tenant or key can make its name equal another's.
 local function parked_key(tenant) return base .. ':parked:' .. #tenant .. ':' .. tenant end
+local function time_key(tenant) return base .. ':time:' .. #tenant .. ':' .. tenant end
 local function idem_key(tenant, key)
   return base .. ':idem:' .. #tenant .. ':' .. tenant .. ':' .. key
 end
@@ -177,7 +184,8 @@ fn script(body: &str) -> Script {
     Script::new(&format!("{LIBRARY}{body}"))
 }
 
-/// ARGV: tenant, count, then per message: id, `1`/`0` (has a key), key, payload.
+/// ARGV: tenant, count, then per message: id, `1`/`0` (has a key), key, payload, recipient
+/// (empty: none).
 /// Returns per message `{0, id}` (stored) or `{1, existing id}` (duplicate).
 static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
     script(
@@ -185,7 +193,7 @@ static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
 local tenant, n = ARGV[1], tonumber(ARGV[2])
 -- Every check before the first write: Redis does not roll back a script that fails midway.
 for i = 0, n - 1 do
-  if redis.call('EXISTS', msg_key(ARGV[3 + i * 4])) == 1 then
+  if redis.call('EXISTS', msg_key(ARGV[3 + i * 5])) == 1 then
     return redis.error_reply('ERR wxnotify outbox: message id collision')
   end
 end
@@ -193,8 +201,9 @@ ensure_group()
 local now = now_ms()
 local results = {}
 for i = 0, n - 1 do
-  local at = 3 + i * 4
+  local at = 3 + i * 5
   local id, has_key, key, payload = ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
+  local recipient = ARGV[at + 4]
   local existing = false
   if has_key == '1' then
     local ik = idem_key(tenant, key)
@@ -207,6 +216,8 @@ for i = 0, n - 1 do
     redis.call('HSET', m, 'tenant', tenant, 'payload', payload, 'state', 'queued',
       'attempts', 0, 'enqueued_at', int(now), 'not_before', int(now))
     if has_key == '1' then redis.call('HSET', m, 'key', key) end
+    if recipient ~= '' then redis.call('HSET', m, 'recipient', recipient) end
+    redis.call('ZADD', time_key(tenant), int(now), id)
     count('q', tenant, 1)
     schedule(id, m, tenant, now, now)
     results[#results + 1] = {0, id}
@@ -365,6 +376,95 @@ return f
     )
 });
 
+/// The fields of a message that `list` reads, in the order of its rows.
+const LISTED_FIELDS: &str = "'recipient', 'state', 'attempts', 'detail', 'key', 'enqueued_at', \
+     'not_before', 'finished_at'";
+
+/// ARGV: tenant, since, until (ms, exclusive), state (empty: any), search (empty: none), cursor
+/// millis and id (empty: none), limit, scan limit. Returns `{next millis, next id}` (both empty
+/// when the window is exhausted) followed by one row per message: `{id, recipient, state,
+/// attempts, detail, key, enqueued_at, not_before, finished_at, end of the tenant's pause}`.
+static LIST: LazyLock<Script> = LazyLock::new(|| {
+    script(&format!(
+        r"
+local tenant, since, before = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local state, search = ARGV[4], ARGV[5]
+local after_ms, after_id = tonumber(ARGV[6]), ARGV[7]
+local limit, scan_limit = tonumber(ARGV[8]), tonumber(ARGV[9])
+local tk = time_key(tenant)
+local pause = redis.call('HGET', paused, tenant)
+-- Newest first from the cursor's millisecond (inclusive: messages of one batch share it, and
+-- the ids already shown are skipped below) or from the end of the window (exclusive).
+local max = '(' .. int(before)
+if after_ms and after_ms < before then max = int(after_ms) end
+local rows, scanned, offset, exhausted = {{}}, 0, 0, false
+local last_ms, last_id = '', ''
+while #rows < limit and scanned < scan_limit do
+  local chunk = redis.call('ZREVRANGEBYSCORE', tk, max, int(since), 'WITHSCORES', 'LIMIT',
+    offset, 1000)
+  if #chunk == 0 then exhausted = true break end
+  offset = offset + #chunk / 2
+  for i = 1, #chunk, 2 do
+    local id, ms = chunk[i], tonumber(chunk[i + 1])
+    if not (after_ms and ms == after_ms and id >= after_id) then
+      scanned = scanned + 1
+      last_ms, last_id = int(ms), id
+      local f = redis.call('HMGET', msg_key(id), {LISTED_FIELDS})
+      local matches = f[2] and (state == '' or f[2] == state)
+      if matches and search ~= '' then
+        matches = id == search or (f[1] and string.find(f[1], search, 1, true) ~= nil)
+      end
+      if matches then
+        local p = false
+        if f[2] == 'queued' then p = pause end
+        rows[#rows + 1] = {{id, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], p}}
+      end
+      if #rows >= limit or scanned >= scan_limit then break end
+    end
+  end
+end
+if exhausted then last_ms, last_id = '', '' end
+local reply = {{last_ms, last_id}}
+for _, row in ipairs(rows) do reply[#reply + 1] = row end
+return reply
+"
+    ))
+});
+
+/// ARGV: tenant, start, end (ms, exclusive), slice width (ms), slices. Returns five counts per
+/// slice — queued, retrying, in flight, delivered, failed — slice after slice.
+static OUTCOMES: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local tenant, start, stop = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local width, slices = tonumber(ARGV[4]), tonumber(ARGV[5])
+local counts = {}
+for i = 1, slices * 5 do counts[i] = 0 end
+local column = {queued = 1, in_flight = 3, delivered = 4, failed = 5}
+local offset = 0
+while true do
+  local chunk = redis.call('ZRANGEBYSCORE', time_key(tenant), int(start), '(' .. int(stop),
+    'WITHSCORES', 'LIMIT', offset, 1000)
+  if #chunk == 0 then break end
+  offset = offset + #chunk / 2
+  for i = 1, #chunk, 2 do
+    local f = redis.call('HMGET', msg_key(chunk[i]), 'state', 'attempts')
+    local c = column[f[1]]
+    if c then
+      if c == 1 and tonumber(f[2]) > 0 then c = 2 end
+      local slice = math.floor((tonumber(chunk[i + 1]) - start) / width)
+      if slice < slices then
+        local at = slice * 5 + c
+        counts[at] = counts[at] + 1
+      end
+    end
+  end
+end
+return counts
+",
+    )
+});
+
 /// ARGV: tenant, end of the pause (ms).
 static PAUSE: LazyLock<Script> = LazyLock::new(|| {
     script(
@@ -409,6 +509,7 @@ for _, id in ipairs(ids) do
     -- message exists, but deleting someone else's would silently allow a duplicate).
     if redis.call('GET', ik) == id then redis.call('DEL', ik) end
   end
+  if f[1] then redis.call('ZREM', time_key(f[1]), id) end
   redis.call('DEL', m)
   redis.call('ZREM', finished, id)
 end
@@ -580,6 +681,40 @@ fn parse_state(value: &Value) -> Result<State, StoreError> {
     .ok_or_else(|| corrupt("an outbox message has an unknown state"))
 }
 
+/// A message's state from its hash fields `state, attempts, detail, key, enqueued_at,
+/// not_before, finished_at` and the end of its tenant's pause.
+fn message_state(tenant: String, fields: [Value; 8]) -> Result<MessageState, StoreError> {
+    let [
+        state,
+        attempts,
+        detail,
+        key,
+        enqueued_at,
+        not_before,
+        finished_at,
+        pause_end,
+    ] = fields;
+    let state = parse_state(&state)?;
+    let next_attempt_at = match state {
+        State::Queued => {
+            let not_before = optional_number(not_before)?.unwrap_or(0);
+            let pause_end = optional_number(pause_end)?.unwrap_or(0);
+            Some(from_millis(not_before.max(pause_end)))
+        }
+        _ => None,
+    };
+    Ok(MessageState {
+        state,
+        attempts: count(attempts)?,
+        last_detail: optional_text(detail)?,
+        tenant,
+        idempotency_key: optional_text(key)?,
+        enqueued_at: from_millis(number(enqueued_at)?),
+        next_attempt_at,
+        finished_at: optional_number(finished_at)?.map(from_millis),
+    })
+}
+
 #[async_trait::async_trait]
 impl Outbox for RedisOutbox {
     async fn enqueue_many(
@@ -600,7 +735,8 @@ impl Outbox for RedisOutbox {
                 Some(key) => (&b"1"[..], key.as_bytes()),
                 None => (&b"0"[..], &b""[..]),
             };
-            args.extend([id.as_bytes(), has_key, key, message.payload]);
+            let recipient = message.recipient.unwrap_or_default().as_bytes();
+            args.extend([id.as_bytes(), has_key, key, message.payload, recipient]);
         }
         let reply = self.run(&ENQUEUE, &args).await?;
         let results = items(reply)?
@@ -691,25 +827,121 @@ impl Outbox for RedisOutbox {
             finished_at,
             pause_end,
         ] = fields;
-        let state = parse_state(&state)?;
-        let next_attempt_at = match state {
-            State::Queued => {
-                let not_before = optional_number(not_before)?.unwrap_or(0);
-                let pause_end = optional_number(pause_end)?.unwrap_or(0);
-                Some(from_millis(not_before.max(pause_end)))
-            }
-            _ => None,
-        };
-        Ok(Some(MessageState {
+        let fields = [
             state,
-            attempts: count(attempts)?,
-            last_detail: optional_text(detail)?,
-            tenant: text(tenant)?,
-            idempotency_key: optional_text(key)?,
-            enqueued_at: from_millis(number(enqueued_at)?),
-            next_attempt_at,
-            finished_at: optional_number(finished_at)?.map(from_millis),
-        }))
+            attempts,
+            detail,
+            key,
+            enqueued_at,
+            not_before,
+            finished_at,
+            pause_end,
+        ];
+        message_state(text(tenant)?, fields).map(Some)
+    }
+
+    async fn list(&self, query: &ListQuery<'_>) -> Result<Page, StoreError> {
+        check_tenant(query.tenant)?;
+        let (since, until) = (
+            to_millis(query.since).to_string(),
+            to_millis(query.until).to_string(),
+        );
+        let (after_ms, after_id) = query.after.map_or((String::new(), ""), |cursor| {
+            (cursor.enqueued_ms.to_string(), cursor.id.as_str())
+        });
+        let limit = clamp_page(query.limit).to_string();
+        let scan_limit = LIST_SCAN_LIMIT.to_string();
+        let args: [&[u8]; 9] = [
+            query.tenant.as_bytes(),
+            since.as_bytes(),
+            until.as_bytes(),
+            query.state.map_or("", State::as_str).as_bytes(),
+            query.search.unwrap_or_default().as_bytes(),
+            after_ms.as_bytes(),
+            after_id.as_bytes(),
+            limit.as_bytes(),
+            scan_limit.as_bytes(),
+        ];
+        let mut reply = items(self.run(&LIST, &args).await?)?.into_iter();
+        let (Some(next_ms), Some(next_id)) = (reply.next(), reply.next()) else {
+            return Err(internal("unexpected reply from the list script"));
+        };
+        let next = match (text(next_ms)?, text(next_id)?) {
+            (ms, _) if ms.is_empty() => None,
+            (ms, id) => Some(PageCursor {
+                enqueued_ms: ms
+                    .parse()
+                    .map_err(|_| internal("the list script returned a bad cursor"))?,
+                id,
+            }),
+        };
+        let messages = reply
+            .map(|row| {
+                let [
+                    id,
+                    recipient,
+                    state,
+                    attempts,
+                    detail,
+                    key,
+                    enqueued_at,
+                    not_before,
+                    finished_at,
+                    pause_end,
+                ] = <[Value; 10]>::try_from(items(row)?)
+                    .map_err(|_| internal("unexpected row from the list script"))?;
+                let fields = [
+                    state,
+                    attempts,
+                    detail,
+                    key,
+                    enqueued_at,
+                    not_before,
+                    finished_at,
+                    pause_end,
+                ];
+                Ok(ListedMessage {
+                    id: text(id)?,
+                    recipient: optional_text(recipient)?,
+                    status: message_state(query.tenant.to_owned(), fields)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Page { messages, next })
+    }
+
+    async fn outcomes(
+        &self,
+        tenant: &str,
+        since: SystemTime,
+        until: SystemTime,
+        buckets: usize,
+    ) -> Result<Vec<Bucket>, StoreError> {
+        check_tenant(tenant)?;
+        let (start, width, mut slices) = slices(since, until, buckets);
+        let args = [
+            start.to_string(),
+            to_millis(until).to_string(),
+            width.to_string(),
+            slices.len().to_string(),
+        ];
+        let mut argv: Vec<&[u8]> = vec![tenant.as_bytes()];
+        argv.extend(args.iter().map(String::as_bytes));
+        let counts = items(self.run(&OUTCOMES, &argv).await?)?
+            .into_iter()
+            .map(|n| number(n).map(|n| u64::try_from(n).unwrap_or(0)))
+            .collect::<Result<Vec<_>, _>>()?;
+        if counts.len() != slices.len() * 5 {
+            return Err(internal("unexpected reply from the outcomes script"));
+        }
+        for (bucket, counts) in slices.iter_mut().zip(counts.chunks_exact(5)) {
+            bucket.add(State::Queued, false, counts[0]);
+            bucket.add(State::Queued, true, counts[1]);
+            bucket.add(State::InFlight, false, counts[2]);
+            bucket.add(State::Delivered, false, counts[3]);
+            bucket.add(State::Failed, false, counts[4]);
+        }
+        Ok(slices)
     }
 
     async fn depth(&self, tenant: Option<&str>) -> Result<Depth, StoreError> {

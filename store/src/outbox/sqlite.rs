@@ -33,21 +33,22 @@ use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    Ack, Claimed, Clock, Depth, Enqueued, MessageState, NewMessage, Outbox, Outcome, State,
-    check_batch, check_tenant, check_worker, clamp_max, from_millis, is_valid_id, lease_millis,
-    new_id, to_millis, truncate_detail,
+    Ack, Bucket, Claimed, Clock, Depth, Enqueued, ListQuery, ListedMessage, MessageState,
+    NewMessage, Outbox, Outcome, Page, PageCursor, State, check_batch, check_tenant, check_worker,
+    clamp_max, clamp_page, from_millis, is_valid_id, lease_millis, new_id, slices, to_millis,
+    truncate_detail,
 };
 use crate::sqlite::{BACKEND, Pool, Synchronous, internal};
 use crate::{SqliteOptions, StoreError};
 
 /// The outbox schema this build creates and understands (in `outbox_schema`, not in
 /// `PRAGMA user_version`, which belongs to the key-value schema).
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// Version 1. Plain `CREATE TABLE` (no `IF NOT EXISTS`): it runs only when `outbox_schema` is
 /// missing, and a file that has an `outbox_messages` table without it belongs to someone else;
 /// opening must then fail rather than adopt that table.
-const SCHEMA_V1: &str = "
+pub(super) const SCHEMA_V1: &str = "
 CREATE TABLE outbox_schema (version INTEGER NOT NULL);
 INSERT INTO outbox_schema (version) VALUES (1);
 CREATE TABLE outbox_messages (
@@ -79,6 +80,13 @@ CREATE TABLE outbox_paused (
 ) WITHOUT ROWID;
 ";
 
+/// Version 2: recipients, and an index for listing a tenant's messages by time (the console).
+const SCHEMA_V2: &str = "
+ALTER TABLE outbox_messages ADD COLUMN recipient TEXT;
+CREATE INDEX outbox_messages_tenant_time ON outbox_messages (tenant, enqueued_at, id);
+UPDATE outbox_schema SET version = 2;
+";
+
 const QUEUED: i64 = 0;
 const IN_FLIGHT: i64 = 1;
 const DELIVERED: i64 = 2;
@@ -90,8 +98,9 @@ const PAUSE_END: &str =
 pub(super) const FIND_BY_KEY: &str =
     "SELECT id FROM outbox_messages WHERE tenant = ?1 AND idempotency_key = ?2";
 const INSERT: &str = "INSERT INTO outbox_messages \
-     (id, tenant, idempotency_key, payload, state, attempts, enqueued_at, not_before, due_at) \
-     VALUES (?1, ?2, ?3, ?4, 0, 0, ?5, ?5, ?6)";
+     (id, tenant, idempotency_key, payload, state, attempts, enqueued_at, not_before, due_at, \
+      recipient) \
+     VALUES (?1, ?2, ?3, ?4, 0, 0, ?5, ?5, ?6, ?7)";
 const PAUSED_NOW: &str = "SELECT tenant, until FROM outbox_paused WHERE until > ?1";
 pub(super) const DUE: &str = "SELECT seq, id, tenant, payload, attempts, enqueued_at \
      FROM outbox_messages \
@@ -114,6 +123,22 @@ const REQUEUE: &str = "UPDATE outbox_messages \
 const STATE_OF: &str = "SELECT state FROM outbox_messages WHERE id = ?1";
 const STATUS: &str = "SELECT state, attempts, last_detail, tenant, idempotency_key, enqueued_at, \
      due_at, finished_at FROM outbox_messages WHERE id = ?1";
+/// A page of a tenant's messages, newest first: `?1` tenant, `[?2, ?3)` the window, `?4` the
+/// state code or NULL, `?5` the search text or NULL, `(?6, ?7)` the cursor (exclusive), `?8`
+/// the limit. The search matches the id exactly or the recipient anywhere (`instr`, not
+/// `LIKE`: a `%` or `_` in it is plain text).
+pub(super) const LIST: &str = "SELECT id, recipient, state, attempts, last_detail, idempotency_key, \
+     enqueued_at, due_at, finished_at FROM outbox_messages \
+     WHERE tenant = ?1 AND enqueued_at >= ?2 AND enqueued_at < ?3 \
+       AND (enqueued_at, id) < (?6, ?7) \
+       AND (?4 IS NULL OR state = ?4) \
+       AND (?5 IS NULL OR id = ?5 OR instr(recipient, ?5) > 0) \
+     ORDER BY enqueued_at DESC, id DESC LIMIT ?8";
+/// States and attempts of a tenant's messages in a window, by slice: `?1` tenant, `[?2, ?3)`
+/// the window, `?4` the slice width.
+const OUTCOMES: &str = "SELECT (enqueued_at - ?2) / ?4, state, attempts > 0, count(*) \
+     FROM outbox_messages WHERE tenant = ?1 AND enqueued_at >= ?2 AND enqueued_at < ?3 \
+     GROUP BY 1, 2, 3";
 const DEPTH_ALL: &str =
     "SELECT state, count(*) FROM outbox_messages WHERE state IN (0, 1) GROUP BY state";
 pub(super) const DEPTH_TENANT: &str = "SELECT state, count(*) FROM outbox_messages \
@@ -351,8 +376,8 @@ impl SqliteOutbox {
     }
 }
 
-/// Creates the outbox tables in a file that has none; returns the outbox schema version now in
-/// the file.
+/// Creates the outbox tables in a file that has none and brings version 1 to 2; returns the
+/// outbox schema version now in the file.
 fn migrate(conn: &mut Connection) -> rusqlite::Result<i64> {
     // IMMEDIATE: two processes opening a fresh file at once must not both create the tables.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -362,10 +387,17 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<i64> {
         [],
         |row| row.get(0),
     )?;
-    if exists {
-        return tx.query_row("SELECT version FROM outbox_schema", [], |row| row.get(0));
+    let found: i64 = if exists {
+        tx.query_row("SELECT version FROM outbox_schema", [], |row| row.get(0))?
+    } else {
+        tx.execute_batch(SCHEMA_V1)?;
+        1
+    };
+    if found != 1 {
+        // Current, or newer (the pool refuses it).
+        return Ok(found);
     }
-    tx.execute_batch(SCHEMA_V1)?;
+    tx.execute_batch(SCHEMA_V2)?;
     tx.commit()?;
     Ok(SCHEMA_VERSION)
 }
@@ -392,6 +424,15 @@ fn decode_state(column: usize, code: i64) -> rusqlite::Result<State> {
             Type::Integer,
             format!("unknown outbox state {code}").into(),
         )),
+    }
+}
+
+fn encode_state(state: State) -> i64 {
+    match state {
+        State::Queued => QUEUED,
+        State::InFlight => IN_FLIGHT,
+        State::Delivered => DELIVERED,
+        State::Failed => FAILED,
     }
 }
 
@@ -435,9 +476,15 @@ impl Outbox for SqliteOutbox {
             return Ok(Vec::new());
         }
         let tenant = tenant.to_owned();
-        let messages: Vec<(Option<String>, Vec<u8>)> = messages
+        let messages: Vec<(Option<String>, Vec<u8>, Option<String>)> = messages
             .iter()
-            .map(|m| (m.idempotency_key.map(str::to_owned), m.payload.to_vec()))
+            .map(|m| {
+                (
+                    m.idempotency_key.map(str::to_owned),
+                    m.payload.to_vec(),
+                    m.recipient.map(str::to_owned),
+                )
+            })
             .collect();
         let clock = self.clock.clone();
         self.pool
@@ -452,7 +499,7 @@ impl Outbox for SqliteOutbox {
                 {
                     let mut find = tx.prepare_cached(FIND_BY_KEY)?;
                     let mut insert = tx.prepare_cached(INSERT)?;
-                    for (key, payload) in &messages {
+                    for (key, payload, recipient) in &messages {
                         // Inside the write transaction nobody can insert the key between this
                         // look-up and the insert; the unique index backs that up.
                         if let Some(key) = key
@@ -467,7 +514,7 @@ impl Outbox for SqliteOutbox {
                             continue;
                         }
                         let id = new_id(from_millis(now));
-                        insert.execute(params![id, tenant, key, payload, now, due])?;
+                        insert.execute(params![id, tenant, key, payload, now, due, recipient])?;
                         results.push(Enqueued {
                             id,
                             duplicate: false,
@@ -593,6 +640,102 @@ impl Outbox for SqliteOutbox {
                         })
                     })
                     .optional()
+            })
+            .await
+    }
+
+    async fn list(&self, query: &ListQuery<'_>) -> Result<Page, StoreError> {
+        check_tenant(query.tenant)?;
+        let tenant = query.tenant.to_owned();
+        let (since, until) = (to_millis(query.since), to_millis(query.until));
+        let state = query.state.map(encode_state);
+        let search = query.search.map(str::to_owned);
+        // No cursor: after the newest possible position.
+        let (after_ms, after_id) = query
+            .after
+            .map_or((i64::MAX, String::new()), |c| (c.enqueued_ms, c.id.clone()));
+        let limit = clamp_page(query.limit);
+        self.pool
+            .run(move |conn| {
+                let mut statement = conn.prepare_cached(LIST)?;
+                let rows = statement.query_map(
+                    params![
+                        tenant,
+                        since,
+                        until,
+                        state,
+                        search,
+                        after_ms,
+                        after_id,
+                        i64::try_from(limit).unwrap_or(i64::MAX)
+                    ],
+                    |row| {
+                        let state = decode_state(2, row.get(2)?)?;
+                        let due_at: Option<i64> = row.get(7)?;
+                        let finished_at: Option<i64> = row.get(8)?;
+                        Ok(ListedMessage {
+                            id: row.get(0)?,
+                            recipient: row.get(1)?,
+                            status: MessageState {
+                                state,
+                                attempts: attempts(3, row.get(3)?)?,
+                                last_detail: row.get(4)?,
+                                tenant: tenant.clone(),
+                                idempotency_key: row.get(5)?,
+                                enqueued_at: from_millis(row.get(6)?),
+                                next_attempt_at: due_at
+                                    .filter(|_| state == State::Queued)
+                                    .map(from_millis),
+                                finished_at: finished_at.map(from_millis),
+                            },
+                        })
+                    },
+                )?;
+                let messages = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+                let next = (messages.len() == limit)
+                    .then(|| messages.last())
+                    .flatten()
+                    .map(|last| PageCursor {
+                        enqueued_ms: to_millis(last.status.enqueued_at),
+                        id: last.id.clone(),
+                    });
+                Ok(Page { messages, next })
+            })
+            .await
+    }
+
+    async fn outcomes(
+        &self,
+        tenant: &str,
+        since: SystemTime,
+        until: SystemTime,
+        buckets: usize,
+    ) -> Result<Vec<Bucket>, StoreError> {
+        check_tenant(tenant)?;
+        let tenant = tenant.to_owned();
+        let (start, width, empty) = slices(since, until, buckets);
+        let end = to_millis(until);
+        self.pool
+            .run(move |conn| {
+                let mut slices = empty.clone();
+                let mut statement = conn.prepare_cached(OUTCOMES)?;
+                let rows = statement.query_map(params![tenant, start, end, width], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        decode_state(1, row.get(1)?)?,
+                        row.get::<_, bool>(2)?,
+                        row.get::<_, i64>(3)?,
+                    ))
+                })?;
+                for row in rows {
+                    let (slice, state, retried, count) = row?;
+                    let Some(bucket) = usize::try_from(slice).ok().and_then(|i| slices.get_mut(i))
+                    else {
+                        continue;
+                    };
+                    bucket.add(state, retried, u64::try_from(count).unwrap_or(0));
+                }
+                Ok(slices)
             })
             .await
     }

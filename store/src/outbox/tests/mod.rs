@@ -117,6 +117,9 @@ macro_rules! suite {
                 purge_forgets_old_outcomes_and_their_keys,
                 two_workers_drain_5000_messages_exactly_once,
                 crashed_worker_messages_go_to_another_worker,
+                list_pages_a_tenants_window_newest_first,
+                list_pages_through_a_batch_of_one_millisecond,
+                outcomes_count_states_per_slice,
             );
         )*
     };
@@ -340,22 +343,27 @@ async fn enqueue_many_is_one_batch(f: &Fixture) {
     let existing = outbox.enqueue("acme", Some("old"), b"old").await.unwrap();
     let batch = [
         NewMessage {
+            recipient: None,
             idempotency_key: Some("a"),
             payload: b"1",
         },
         NewMessage {
+            recipient: None,
             idempotency_key: None,
             payload: b"2",
         },
         NewMessage {
+            recipient: None,
             idempotency_key: Some("old"),
             payload: b"3",
         },
         NewMessage {
+            recipient: None,
             idempotency_key: Some("a"),
             payload: b"4",
         },
         NewMessage {
+            recipient: None,
             idempotency_key: None,
             payload: b"5",
         },
@@ -377,10 +385,12 @@ async fn enqueue_many_is_one_batch(f: &Fixture) {
     let big = vec![0; MAX_PAYLOAD_LEN + 1];
     let bad = [
         NewMessage {
+            recipient: None,
             idempotency_key: Some("fresh"),
             payload: b"ok",
         },
         NewMessage {
+            recipient: None,
             idempotency_key: None,
             payload: &big,
         },
@@ -732,6 +742,7 @@ async fn limits(f: &Fixture) {
     );
     let batch = vec![
         NewMessage {
+            recipient: None,
             idempotency_key: None,
             payload: b"x",
         };
@@ -827,6 +838,7 @@ async fn two_workers_drain_5000_messages_exactly_once(f: &Fixture) {
         let messages: Vec<NewMessage<'_>> = batch
             .iter()
             .map(|p| NewMessage {
+                recipient: None,
                 idempotency_key: None,
                 payload: p,
             })
@@ -1035,4 +1047,232 @@ fn states_have_stable_names() {
     assert!(State::Delivered.is_final() && State::Failed.is_final());
     assert!(!State::Queued.is_final() && !State::InFlight.is_final());
     assert_eq!(State::parse("QUEUED"), None);
+}
+
+/// Ids of a page, in its order.
+fn listed(page: &super::Page) -> Vec<String> {
+    page.messages.iter().map(|m| m.id.clone()).collect()
+}
+
+fn query<'a>(tenant: &'a str, since: SystemTime, until: SystemTime) -> super::ListQuery<'a> {
+    super::ListQuery {
+        tenant,
+        since,
+        until,
+        state: None,
+        search: None,
+        after: None,
+        limit: 100,
+    }
+}
+
+async fn enqueue_to(f: &Fixture, tenant: &str, recipient: &str) -> String {
+    let message = NewMessage {
+        idempotency_key: None,
+        payload: b"{}",
+        recipient: Some(recipient),
+    };
+    let enqueued = f.outbox.enqueue_many(tenant, &[message]).await.unwrap();
+    f.clock.advance(Duration::from_millis(10));
+    enqueued[0].id.clone()
+}
+
+async fn list_pages_a_tenants_window_newest_first(f: &Fixture) {
+    let since = f.clock.now();
+    let alice = enqueue_to(f, "acme", "mini:alice").await;
+    let bob = enqueue_to(f, "acme", "oa:bob").await;
+    let carol = enqueue_to(f, "acme", "mini:carol").await;
+    let dave = enqueue_to(f, "acme", "union:dave").await;
+    enqueue_to(f, "other", "mini:alice").await;
+    let until = f.clock.now();
+    f.clock.advance(Duration::from_millis(10));
+    enqueue_to(f, "acme", "mini:after-the-window").await;
+
+    // alice delivered, bob failed, carol waits for a retry, dave stays queued.
+    let claimed = f.outbox.claim("w", 3, LONG_LEASE).await.unwrap();
+    assert_eq!(ids(&claimed), [alice.clone(), bob.clone(), carol.clone()]);
+    let delivered = Outcome::Delivered {
+        detail: "msgid 1".into(),
+    };
+    assert_eq!(
+        f.outbox.complete(&alice, delivered).await.unwrap(),
+        Ack::Applied
+    );
+    let failed = Outcome::Failed {
+        detail: "43004 not a follower".into(),
+    };
+    assert_eq!(f.outbox.complete(&bob, failed).await.unwrap(), Ack::Applied);
+    let later = f.clock.now() + Duration::from_secs(60);
+    assert_eq!(
+        f.outbox.retry(&carol, later, "timeout").await.unwrap(),
+        Ack::Applied
+    );
+
+    // Read through the second instance: another server process sees the same.
+    let page = f.second.list(&query("acme", since, until)).await.unwrap();
+    assert_eq!(
+        listed(&page),
+        [dave.clone(), carol.clone(), bob.clone(), alice.clone()]
+    );
+    assert_eq!(page.next, None);
+    let by_id = |id: &str| page.messages.iter().find(|m| m.id == id).unwrap().clone();
+    assert_eq!(by_id(&alice).recipient.as_deref(), Some("mini:alice"));
+    assert_eq!(by_id(&alice).status.state, State::Delivered);
+    assert_eq!(by_id(&alice).status.last_detail.as_deref(), Some("msgid 1"));
+    assert_eq!(by_id(&bob).status.state, State::Failed);
+    let carol_state = by_id(&carol).status;
+    assert_eq!(
+        (carol_state.state, carol_state.attempts),
+        (State::Queued, 1)
+    );
+    assert_eq!(carol_state.next_attempt_at.map(to_ms), Some(to_ms(later)));
+    assert_eq!(carol_state.last_detail.as_deref(), Some("timeout"));
+
+    // Filtered by state, searched by recipient (any part) and by id.
+    let failed_only = super::ListQuery {
+        state: Some(State::Failed),
+        ..query("acme", since, until)
+    };
+    assert_eq!(
+        listed(&f.outbox.list(&failed_only).await.unwrap()),
+        std::slice::from_ref(&bob)
+    );
+    let minis = super::ListQuery {
+        search: Some("mini:"),
+        ..query("acme", since, until)
+    };
+    assert_eq!(
+        listed(&f.outbox.list(&minis).await.unwrap()),
+        [carol.clone(), alice.clone()]
+    );
+    let one = super::ListQuery {
+        search: Some(&dave),
+        ..query("acme", since, until)
+    };
+    assert_eq!(
+        listed(&f.outbox.list(&one).await.unwrap()),
+        std::slice::from_ref(&dave)
+    );
+    let pattern = super::ListQuery {
+        search: Some("%"),
+        ..query("acme", since, until)
+    };
+    assert!(f.outbox.list(&pattern).await.unwrap().messages.is_empty());
+
+    // Pages of two: each message exactly once, in order.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = f
+            .outbox
+            .list(&super::ListQuery {
+                limit: 2,
+                after: after.as_ref(),
+                ..query("acme", since, until)
+            })
+            .await
+            .unwrap();
+        seen.extend(listed(&page));
+        match page.next {
+            Some(next) => {
+                // Cursors survive a URL.
+                let text = next.to_string();
+                after = Some(text.parse::<super::PageCursor>().unwrap());
+            }
+            None => break,
+        }
+        assert!(seen.len() <= 4, "paging does not end: {seen:?}");
+    }
+    assert_eq!(seen, [dave.clone(), carol, bob, alice.clone()]);
+    assert!("12.not-an-id".parse::<super::PageCursor>().is_err());
+    assert!("nope".parse::<super::PageCursor>().is_err());
+
+    // Purged messages leave the listing.
+    f.clock.advance(Duration::from_secs(1));
+    let removed = f.outbox.purge_finished(f.clock.now(), 100).await.unwrap();
+    assert_eq!(removed, 2);
+    let page = f.outbox.list(&query("acme", since, until)).await.unwrap();
+    assert_eq!(listed(&page).len(), 2);
+    assert!(!listed(&page).contains(&alice));
+}
+
+async fn list_pages_through_a_batch_of_one_millisecond(f: &Fixture) {
+    let since = f.clock.now();
+    let recipients: Vec<String> = (0..25).map(|i| format!("mini:user-{i}")).collect();
+    let batch: Vec<NewMessage<'_>> = recipients
+        .iter()
+        .map(|r| NewMessage {
+            idempotency_key: None,
+            payload: b"{}",
+            recipient: Some(r),
+        })
+        .collect();
+    let enqueued = f.outbox.enqueue_many("acme", &batch).await.unwrap();
+    f.clock.advance(Duration::from_millis(1));
+    let until = f.clock.now();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = f
+            .outbox
+            .list(&super::ListQuery {
+                limit: 4,
+                after: after.as_ref(),
+                ..query("acme", since, until)
+            })
+            .await
+            .unwrap();
+        seen.extend(listed(&page));
+        after = page.next;
+        if after.is_none() {
+            break;
+        }
+        assert!(seen.len() <= 25, "paging does not end");
+    }
+    let mut expected: Vec<String> = enqueued.into_iter().map(|e| e.id).collect();
+    expected.reverse();
+    assert_eq!(seen, expected);
+}
+
+async fn outcomes_count_states_per_slice(f: &Fixture) {
+    let since = f.clock.now();
+    // Slice 0: two messages; slice 1: none; slice 2: one.
+    let first = enqueue_to(f, "acme", "mini:a").await;
+    let second = enqueue_to(f, "acme", "mini:b").await;
+    f.clock.advance(Duration::from_secs(2));
+    let third = enqueue_to(f, "acme", "mini:c").await;
+    enqueue_to(f, "other", "mini:d").await;
+    let until = since + Duration::from_secs(3);
+    let claimed = f.outbox.claim("w", 2, LONG_LEASE).await.unwrap();
+    assert_eq!(ids(&claimed), [first.clone(), second.clone()]);
+    let delivered = Outcome::Delivered {
+        detail: String::new(),
+    };
+    assert_eq!(
+        f.outbox.complete(&first, delivered).await.unwrap(),
+        Ack::Applied
+    );
+    let soon = f.clock.now() + Duration::from_secs(5);
+    assert_eq!(
+        f.outbox.retry(&second, soon, "later").await.unwrap(),
+        Ack::Applied
+    );
+
+    let buckets = f.second.outcomes("acme", since, until, 3).await.unwrap();
+    let counts: Vec<[u64; 5]> = buckets
+        .iter()
+        .map(|b| [b.queued, b.retrying, b.in_flight, b.delivered, b.failed])
+        .collect();
+    assert_eq!(counts, [[0, 1, 0, 1, 0], [0, 0, 0, 0, 0], [1, 0, 0, 0, 0]]);
+    assert_eq!(to_ms(buckets[0].start), to_ms(since));
+    assert_eq!(to_ms(buckets[2].start), to_ms(since) + 2000);
+    let _ = third;
+    // A bucket count out of range is clamped, not refused.
+    let one = f.outbox.outcomes("acme", since, until, 0).await.unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].delivered + one[0].retrying + one[0].queued, 3);
+}
+
+fn to_ms(time: SystemTime) -> u128 {
+    time.duration_since(UNIX_EPOCH).unwrap().as_millis()
 }

@@ -4,12 +4,12 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
 
 use super::{LONG_LEASE, delivered, drain, enqueue_n, ids};
-use crate::outbox::sqlite::{DEPTH_TENANT, DUE, FIND_BY_KEY, PURGE, RESCHEDULE_TENANT};
+use crate::outbox::sqlite::{DEPTH_TENANT, DUE, FIND_BY_KEY, LIST, PURGE, RESCHEDULE_TENANT};
 use crate::outbox::{Ack, Clock, Depth, ManualClock, Outbox, SharedOutbox, SqliteOutbox, State};
 use crate::tests::sqlite::{child_report, spawn_child_test, wait_for_key};
 use crate::{KeyValueBackend, Scope, SqliteBackend, StoreError};
@@ -128,8 +128,52 @@ async fn shares_a_file_with_the_key_value_backend() {
         let outbox_version: i64 = raw
             .query_row("SELECT version FROM outbox_schema", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(outbox_version, 1);
+        assert_eq!(outbox_version, 2);
     }
+}
+
+/// A file written by the first schema (before recipients and the console's index) is brought
+/// to the second on open; its messages stay, listed without a recipient.
+#[tokio::test]
+async fn a_version_1_file_is_migrated_and_its_messages_listed() {
+    let (_dir, path) = temp_db();
+    {
+        let raw = Connection::open(&path).unwrap();
+        raw.execute_batch(super::super::sqlite::SCHEMA_V1).unwrap();
+        raw.execute(
+            "INSERT INTO outbox_messages (id, tenant, payload, state, attempts, enqueued_at, \
+             not_before, due_at) VALUES ('01JD0000000000000000000000', 'acme', X'7B7D', 0, 0, \
+             1000, 1000, 1000)",
+            [],
+        )
+        .unwrap();
+    }
+    let outbox = SqliteOutbox::open(&path).unwrap();
+    let page = outbox
+        .list(&crate::outbox::ListQuery {
+            tenant: "acme",
+            since: UNIX_EPOCH,
+            until: UNIX_EPOCH + Duration::from_secs(2),
+            state: None,
+            search: None,
+            after: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.messages.len(), 1);
+    assert_eq!(page.messages[0].id, "01JD0000000000000000000000");
+    assert_eq!(page.messages[0].recipient, None);
+    let claimed = outbox
+        .claim("w", 10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "the old message is still delivered");
+    let version: i64 = Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT version FROM outbox_schema", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
 }
 
 /// The queries that run per claim and per enqueue use their indexes, so their cost does not
@@ -157,6 +201,7 @@ fn hot_queries_use_their_indexes() {
         (DEPTH_TENANT, "outbox_messages_state"),
         (RESCHEDULE_TENANT, "outbox_messages_state"),
         (PURGE, "outbox_messages_finished"),
+        (LIST, "outbox_messages_tenant_time"),
     ];
     for (sql, index) in cases {
         let plan = plan(sql);
@@ -183,13 +228,13 @@ fn refuses_a_foreign_outbox_table_and_a_newer_schema() {
     drop(SqliteOutbox::open(&path).unwrap());
     Connection::open(&path)
         .unwrap()
-        .execute("UPDATE outbox_schema SET version = 2", [])
+        .execute("UPDATE outbox_schema SET version = 3", [])
         .unwrap();
     match SqliteOutbox::open(&path) {
         Err(StoreError::UnsupportedSchema {
             backend: "sqlite",
-            found: 2,
-            supported: 1,
+            found: 3,
+            supported: 2,
         }) => {}
         other => panic!("expected UnsupportedSchema, got {other:?}"),
     }
@@ -264,6 +309,7 @@ async fn separate_processes_drain_one_file_exactly_once() {
             let batch: Vec<_> = payloads
                 .iter()
                 .map(|p| crate::outbox::NewMessage {
+                    recipient: None,
                     idempotency_key: None,
                     payload: p,
                 })
