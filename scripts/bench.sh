@@ -18,7 +18,7 @@ fi
 export WXNOTIFY_BENCH_PYTHON="$peers_venv/bin/python"
 (cd host/benches/peers && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 
-for bench in calls sends serve tokens sync component_load; do
+for bench in calls sends serve console tokens sync component_load; do
     echo "== cargo bench --bench $bench"
     cargo bench -p wxnotify --bench "$bench" -- "$@"
 done

@@ -17,30 +17,32 @@ if ! cargo fuzz --version 2>/dev/null | grep -q '0.13.2'; then
     cargo install cargo-fuzz --version 0.13.2 --locked --quiet
 fi
 
-# The Redis backend's tests (store/) start their own redis-server and fail without one.
-if ! command -v redis-server >/dev/null 2>&1; then
+# Debian packages, installed only when their command is missing.
+apt_install() {
     sudo=""
     if [ "$(id -u)" -ne 0 ]; then
         sudo="sudo"
     fi
-    # `env`: sudo would drop an exported DEBIAN_FRONTEND.
     $sudo apt-get update -qq >/dev/null
+    # `env`: sudo would drop an exported DEBIAN_FRONTEND.
     $sudo env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -qq --no-install-recommends redis-server >/dev/null
-fi
+        apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# The Redis backend's tests (store/) start their own redis-server and fail without one.
+command -v redis-server >/dev/null 2>&1 || apt_install redis-server
 
 # The Node.js gateway (gateways/node) and its tests: Node and npm, then the packages its
 # lockfile pins (jco, preview2-shim, ioredis), installed again only when the lockfile changes.
-if ! command -v npm >/dev/null 2>&1; then
-    sudo=""
-    if [ "$(id -u)" -ne 0 ]; then
-        sudo="sudo"
-    fi
-    $sudo apt-get update -qq >/dev/null
-    $sudo env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
-fi
+command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 node_gateway="$(cd "$(dirname "$0")/.." && pwd)/gateways/node"
 if [ ! "$node_gateway/node_modules/.package-lock.json" -nt "$node_gateway/package-lock.json" ]; then
     (cd "$node_gateway" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+
+# The browser tests (host/tests/binary/browser.rs): Debian's Chromium and its ChromeDriver,
+# driven headless over WebDriver, and a Chinese font for the pages' text (and screenshots).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1 \
+    || [ ! -d /usr/share/fonts/truetype/wqy ]; then
+    apt_install chromium chromium-driver fonts-wqy-microhei
 fi

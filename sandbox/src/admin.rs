@@ -10,7 +10,11 @@
 //! | `POST /sandbox/followers` | `{"count"}` | `{"added","followers","users":[SeededUser]}` |
 //! | `POST /sandbox/users/{mini_openid}/login-code` | | `{"code"}` |
 //! | `POST /sandbox/users/{mini_openid}/subscriptions` | `{"template_id","count"?}` (count 1) | `{"remaining"}` |
-//! | `PUT /sandbox/users/{oa_openid}/following` | `{"following": bool}` | `{"following"}` |
+//! | `PUT /sandbox/users/{oa_openid}/following` | `{"following": bool}` | `{"following","push"}`: pushes `subscribe`/`unsubscribe` |
+//! | `POST /sandbox/users/{mini_openid}/popup` | `{"template_id","answer":"accept"\|"reject"}` | `{"remaining","push"}`: an accept grants one; pushes `subscribe_msg_popup_event` |
+//! | `GET`/`PUT /sandbox/callbacks` | `{"official_account"?: url\|null, "mini_program"?: url\|null}` | where pushes go (see [`crate::pushes`]) |
+//! | `GET /sandbox/pushes` | | the pushes made and their answers |
+//! | `GET /sandbox/phone` | | the phone page (see `phone`); `/sandbox/phone/state` its JSON |
 //! | `GET`/`DELETE /sandbox/requests` | | recorded requests / 204 |
 //! | `GET`/`DELETE /sandbox/messages` | | `{"template":[...],"subscribe":[...]}` / 204 |
 //! | `GET /sandbox/stats` | | [`crate::Stats`] |
@@ -37,6 +41,7 @@ use serde_json::{Value, json};
 use crate::config::Account;
 use crate::error::SandboxError;
 use crate::faults::Fault;
+use crate::pushes::PushEvent;
 use crate::state::SandboxState;
 use crate::users::SeedUser;
 
@@ -49,6 +54,9 @@ pub(crate) fn routes() -> Router<SandboxState> {
         .route("/sandbox/users/{openid}/login-code", post(login_code))
         .route("/sandbox/users/{openid}/subscriptions", post(subscribe))
         .route("/sandbox/users/{openid}/following", put(following))
+        .route("/sandbox/users/{openid}/popup", post(popup))
+        .route("/sandbox/callbacks", get(callbacks).put(set_callbacks))
+        .route("/sandbox/pushes", get(pushes))
         .route("/sandbox/requests", get(requests).delete(clear_requests))
         .route("/sandbox/messages", get(messages).delete(clear_messages))
         .route("/sandbox/stats", get(stats))
@@ -62,6 +70,7 @@ pub(crate) fn routes() -> Router<SandboxState> {
             post(invalidate_tokens),
         )
         .route("/sandbox/tokens/{appid}/expire", post(expire_tokens))
+        .merge(crate::phone::routes())
 }
 
 type AdminResult = Result<Json<Value>, AdminError>;
@@ -194,7 +203,99 @@ async fn following(
 ) -> AdminResult {
     let request: FollowingRequest = parse(&body)?;
     state.set_following(&openid, request.following)?;
-    Ok(Json(json!({ "following": request.following })))
+    let event = if request.following {
+        PushEvent::Follow
+    } else {
+        PushEvent::Unfollow
+    };
+    let push = crate::pushes::push(&state, &openid, event).await;
+    Ok(Json(
+        json!({ "following": request.following, "push": push }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum PopupAnswer {
+    Accept,
+    Reject,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PopupRequest {
+    template_id: String,
+    answer: PopupAnswer,
+}
+
+/// The user answered `wx.requestSubscribeMessage`'s popup: an accept grants one send.
+async fn popup(
+    State(state): State<SandboxState>,
+    Path(openid): Path<String>,
+    body: Bytes,
+) -> AdminResult {
+    let request: PopupRequest = parse(&body)?;
+    let accepted = matches!(request.answer, PopupAnswer::Accept);
+    // Granting nothing still checks the user and the template, as the popup would.
+    let remaining = state.grant_subscription(&openid, &request.template_id, u32::from(accepted))?;
+    let event = PushEvent::Popup {
+        template_id: request.template_id,
+        accepted,
+    };
+    let push = crate::pushes::push(&state, &openid, event).await;
+    Ok(Json(json!({ "remaining": remaining, "push": push })))
+}
+
+/// The callback URLs; `PUT` changes the accounts it names (`null` stops pushing there).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallbacksRequest {
+    #[serde(default, with = "serde_with_absent")]
+    official_account: Option<Option<String>>,
+    #[serde(default, with = "serde_with_absent")]
+    mini_program: Option<Option<String>>,
+}
+
+/// `Option<Option<T>>` that tells an absent field (`None`) from `null` (`Some(None)`).
+mod serde_with_absent {
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Option<String>>, D::Error> {
+        Option::<String>::deserialize(deserializer).map(Some)
+    }
+}
+
+async fn callbacks(State(state): State<SandboxState>) -> AdminResult {
+    Ok(Json(json!({
+        "official_account": state.callback_url(Account::OfficialAccount),
+        "mini_program": state.callback_url(Account::MiniProgram),
+    })))
+}
+
+async fn set_callbacks(State(state): State<SandboxState>, body: Bytes) -> AdminResult {
+    let request: CallbacksRequest = parse(&body)?;
+    for (account, url) in [
+        (Account::OfficialAccount, request.official_account),
+        (Account::MiniProgram, request.mini_program),
+    ] {
+        let Some(url) = url else { continue };
+        if let Some(url) = &url
+            && !url.starts_with("http://")
+        {
+            return Err(AdminError(
+                StatusCode::BAD_REQUEST,
+                format!("the sandbox pushes to http:// URLs only, not `{url}`"),
+            ));
+        }
+        state.set_callback_url(account, url);
+    }
+    callbacks(State(state)).await
+}
+
+async fn pushes(State(state): State<SandboxState>) -> AdminResult {
+    to_json(state.pushes())
 }
 
 async fn requests(State(state): State<SandboxState>) -> AdminResult {

@@ -99,6 +99,10 @@ pub struct SandboxConfig {
     /// Webhook keys of the WeCom group robots that exist from the start (default none); more
     /// are added with [`crate::SandboxState::add_robot`].
     pub robot_keys: Vec<String>,
+    /// The token WeChat signs its pushes to the developer's server with (see
+    /// [`crate::pushes`]); give the tenant the same as its `oa_callback_token` and
+    /// `mini_callback_token`. Default `sandbox-callback-token`.
+    pub callback_token: String,
 }
 
 impl Default for SandboxConfig {
@@ -116,6 +120,7 @@ impl Default for SandboxConfig {
             record_limit: 100_000,
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             robot_keys: Vec::new(),
+            callback_token: "sandbox-callback-token".to_owned(),
         }
     }
 }

@@ -32,6 +32,8 @@ mod api;
 mod config;
 mod error;
 mod faults;
+mod phone;
+pub mod pushes;
 mod record;
 mod server;
 mod state;
@@ -54,6 +56,7 @@ pub use config::{
 };
 pub use error::SandboxError;
 pub use faults::{Fault, FaultAction};
+pub use pushes::{PushEvent, PushRecord};
 pub use record::{
     DeliveredSubscribeMessage, DeliveredTemplateMessage, DisplayedValue, Framing, RecordedRequest,
     RobotMessage, Stats, TokenFetches,

@@ -13,6 +13,7 @@ use crate::api::Params;
 use crate::config::{Account, AppCredentials, CGI_STABLE_TOKEN, CGI_TOKEN, SandboxConfig};
 use crate::error::{ApiError, SandboxError};
 use crate::faults::{Fault, FaultBook, FaultPlan};
+use crate::pushes::PushRecord;
 use crate::record::{
     Bounded, DeliveredSubscribeMessage, DeliveredTemplateMessage, RecordedRequest, RobotMessage,
     Stats, TokenFetches, unix_secs,
@@ -111,6 +112,10 @@ pub(crate) struct World {
     pub(crate) faults: FaultBook,
     /// WeCom group robots by webhook key.
     pub(crate) robots: HashMap<String, Robot>,
+    /// The developer's callback URL per account (indexed by [`Account::index`]).
+    callback_urls: [Option<String>; 2],
+    /// Pushes made to them, oldest first.
+    pushes: Bounded<PushRecord>,
 }
 
 impl SandboxState {
@@ -139,6 +144,8 @@ impl SandboxState {
                 .iter()
                 .map(|key| (key.clone(), Robot::new(config.record_limit)))
                 .collect(),
+            callback_urls: [None, None],
+            pushes: Bounded::new(config.record_limit),
         };
         world.templates[Account::OfficialAccount.index()].insert(
             "TPL_ORDER_SHIPPED".to_owned(),
@@ -252,6 +259,35 @@ impl SandboxState {
         } else {
             Err(SandboxError::UnknownOaOpenid(oa_openid.to_owned()))
         }
+    }
+
+    /// The last `limit` users added, oldest of them first, and whether each follows the OA.
+    pub fn latest_users(&self, limit: usize) -> Vec<(SeededUser, bool)> {
+        self.world()
+            .users
+            .latest(limit)
+            .map(|user| (user.ids.clone(), user.following))
+            .collect()
+    }
+
+    /// Where WeChat pushes `account`'s events (`None`: nowhere, the default). See
+    /// [`crate::pushes`].
+    pub fn set_callback_url(&self, account: Account, url: Option<String>) {
+        self.world().callback_urls[account.index()] = url;
+    }
+
+    /// The callback URL of `account`, if set.
+    pub fn callback_url(&self, account: Account) -> Option<String> {
+        self.world().callback_urls[account.index()].clone()
+    }
+
+    /// Pushes made to the callback URLs, oldest first.
+    pub fn pushes(&self) -> Vec<PushRecord> {
+        self.world().pushes.to_vec()
+    }
+
+    pub(crate) fn record_push(&self, record: PushRecord) {
+        self.world().pushes.push(record);
     }
 
     /// Makes every later login of the user return `session_key` (base64 of 16 bytes) instead of

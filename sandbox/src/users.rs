@@ -128,6 +128,11 @@ impl UserDirectory {
         &mut self.users[id]
     }
 
+    /// The last `limit` users added (ids and follow state), oldest of them first.
+    pub(crate) fn latest(&self, limit: usize) -> impl Iterator<Item = &UserRecord> {
+        self.users[self.users.len().saturating_sub(limit)..].iter()
+    }
+
     /// Reserves room for `additional` more users.
     pub(crate) fn reserve(&mut self, additional: usize) {
         self.users.reserve(additional);

@@ -14,7 +14,12 @@ use super::sandbox::tenants_toml;
 
 /// Runs the demo.
 #[derive(clap::Args)]
-pub struct DemoCommand {}
+pub struct DemoCommand {
+    /// After the demo, keep the sandbox running (until Ctrl-C) so that its phone page shows
+    /// what alice and bob received.
+    #[arg(long)]
+    keep_open: bool,
+}
 
 fn shipped(data: &[(&str, &str)]) -> Vec<(String, String)> {
     data.iter()
@@ -190,11 +195,23 @@ impl DemoCommand {
         say(format!(
             "9. access tokens fetched: {oa_fetches} for the official account, {mini_fetches} for the mini-program (cached in SQLite)"
         ));
+        let phone = format!("{}/sandbox/phone", sandbox.base_url());
+        if self.keep_open {
+            say(format!(
+                "10. what alice and bob see on their phones: open {phone} (Ctrl-C to stop)"
+            ));
+        } else {
+            say(
+                "10. to see what alice and bob see on their phones: wxnotify demo --keep-open"
+                    .to_owned(),
+            );
+        }
         if json {
             out!(
                 "{}",
                 json!({
                     "sandbox": sandbox.base_url(),
+                    "phone": phone,
                     "alice": user_json(&alice_user),
                     "template_to_mini_openid": delivery_json(&first),
                     "fallback_to_subscribe": delivery_json(&second),
@@ -204,6 +221,9 @@ impl DemoCommand {
                     "token_fetches": { "official_account": oa_fetches, "mini_program": mini_fetches },
                 })
             );
+        }
+        if self.keep_open {
+            tokio::signal::ctrl_c().await?;
         }
         sandbox.shutdown().await;
         Ok(())

@@ -3,6 +3,8 @@
 //!
 //! One test binary for all of them: each links wasmtime.
 
+// The console and the sandbox phone in headless Chromium.
+mod browser;
 // The commands: send, sync-followers, plugin, exit codes, output.
 mod commands;
 // `wxnotify serve`: crash, two servers on one Redis, the fault run.

@@ -23,6 +23,7 @@ const CALLBACK_TOKEN: &str = "CBTOKEN3e9a5c1b";
 /// 43 characters, as WeChat's EncodingAESKey.
 const AES_KEY: &str = "AESKEYzq8w7e6r5t4y3u2i1o0pAsDfGhJkLzXcVbNm1";
 const API_KEY: &str = "APIKEY7c4e2a9d";
+const OPERATOR_KEY: &str = "OPERATORKEY2b8e4d6f";
 /// 16 bytes ("secret-session-1"), base64, as jscode2session's.
 const SESSION_KEY: &str = "c2VjcmV0LXNlc3Npb24tMQ==";
 const REDIS_PASSWORD: &str = "REDISPASS6d2f8a1c";
@@ -102,6 +103,7 @@ fn command(dir: &std::path::Path, oa_secret: &str, args: &[&str]) -> Command {
         .env("SHOP_CALLBACK_TOKEN", CALLBACK_TOKEN)
         .env("SHOP_AES_KEY", AES_KEY)
         .env("SHOP_API_KEY", API_KEY)
+        .env("WXNOTIFY_OPERATOR_KEY", OPERATOR_KEY)
         .args(args);
     command
 }
@@ -396,6 +398,15 @@ async fn no_secret_reaches_output_logs_or_answers() {
     seen.add("serve: a forged callback", callback);
     let (_, metrics) = call("GET", "/metrics", None, "").await;
     seen.add("serve: /metrics", metrics);
+    // The console's answers, the token cache's state among them.
+    for path in ["/v1/shop/console/summary", "/v1/shop/console/notifications"] {
+        let (status, answer) = call("GET", path, Some(OPERATOR_KEY), "").await;
+        assert_eq!(status, 200, "{path}: {answer}");
+        seen.add(format!("serve: {path}"), answer);
+    }
+    let (status, refused) = call("GET", "/v1/shop/console/summary", Some("nope"), "").await;
+    assert_eq!(status, 401, "{refused}");
+    seen.add("serve: console 401", refused);
     child.kill().unwrap();
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
@@ -417,6 +428,7 @@ async fn no_secret_reaches_output_logs_or_answers() {
         ("the official account's AppSecret", OA_SECRET.into()),
         ("a wrong AppSecret", WRONG_SECRET.into()),
         ("the callback token", CALLBACK_TOKEN.into()),
+        ("the operator key", OPERATOR_KEY.into()),
         ("the EncodingAESKey", AES_KEY.into()),
         ("the API key", API_KEY.into()),
         ("the session key", SESSION_KEY.into()),

@@ -14,12 +14,12 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use wxnotify_sandbox::{Fault, FaultAction, Sandbox, SandboxConfig, SeedUser};
 
-const KEY: &str = "test-api-key-0123456789";
+pub(crate) const KEY: &str = "test-api-key-0123456789";
 
 /// A running `wxnotify serve`, killed on drop.
-struct Served {
+pub(crate) struct Served {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     client: Client<HttpConnector, Full<Bytes>>,
     _dir: tempfile::TempDir,
 }
@@ -31,14 +31,14 @@ impl Drop for Served {
     }
 }
 
-struct Answer {
-    status: u16,
-    content_type: String,
-    body: Bytes,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) content_type: String,
+    pub(crate) body: Bytes,
 }
 
 impl Answer {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
             panic!(
                 "not JSON ({e}): {} {}",
@@ -48,13 +48,13 @@ impl Answer {
         })
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 
 impl Served {
-    async fn request(
+    pub(crate) async fn request(
         &self,
         method: &str,
         path: &str,
@@ -90,12 +90,12 @@ impl Served {
         }
     }
 
-    async fn get(&self, path: &str) -> Answer {
+    pub(crate) async fn get(&self, path: &str) -> Answer {
         self.request("GET", path, Some(KEY), None, Bytes::new())
             .await
     }
 
-    async fn post_json(&self, path: &str, body: &Value) -> Answer {
+    pub(crate) async fn post_json(&self, path: &str, body: &Value) -> Answer {
         self.request(
             "POST",
             path,
@@ -107,14 +107,14 @@ impl Served {
     }
 
     /// Submits one notification for `shop`, which must be accepted; returns its id.
-    async fn submit(&self, notification: &Value) -> String {
+    pub(crate) async fn submit(&self, notification: &Value) -> String {
         let accepted = self.post_json("/v1/shop/notifications", notification).await;
         assert_eq!(accepted.status, 202, "{}", accepted.text());
         accepted.json()["id"].as_str().unwrap().to_owned()
     }
 
     /// Polls the notification until it is final.
-    async fn wait_final(&self, id: &str) -> Value {
+    pub(crate) async fn wait_final(&self, id: &str) -> Value {
         let path = &format!("/v1/shop/notifications/{id}");
         crate::poll(
             Duration::from_secs(60),
@@ -137,12 +137,12 @@ impl Served {
 /// Starts `wxnotify serve --bind 127.0.0.1:0` with tenant `shop` (API key set), tenant
 /// `closed` (no key), both on the sandbox, on SQLite in a temporary directory; `shop_toml` is
 /// more of shop's TOML (e.g. its limits), `args` more `serve` options.
-async fn serve(sandbox: &Sandbox, shop_toml: &str, args: &[&str]) -> Served {
+pub(crate) async fn serve(sandbox: &Sandbox, shop_toml: &str, args: &[&str]) -> Served {
     serve_with_env(sandbox, shop_toml, args, &[]).await
 }
 
 /// As [`serve`], with more environment variables.
-async fn serve_with_env(
+pub(crate) async fn serve_with_env(
     sandbox: &Sandbox,
     shop_toml: &str,
     args: &[&str],
@@ -155,7 +155,8 @@ async fn serve_with_env(
             "[tenants.{id}]\napi_base = \"{base}\"\n{key}\n\
              [tenants.{id}.mini_program]\nappid = \"{}\"\nsecret_env = \"SHOP_MINI_SECRET\"\n\
              [tenants.{id}.official_account]\nappid = \"{}\"\nsecret_env = \"SHOP_OA_SECRET\"\n\
-             [tenants.{id}.config]\noa_callback_token = \"AAAAA\"\ncallback_max_age_secs = \"0\"\n",
+             [tenants.{id}.config]\noa_callback_token = \"AAAAA\"\nmini_callback_token = \"AAAAA\"\n\
+             callback_max_age_secs = \"0\"\n",
             mini.appid,
             oa.appid,
             base = sandbox.base_url(),

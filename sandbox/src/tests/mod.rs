@@ -3,6 +3,7 @@
 mod accounts;
 mod messages;
 mod observe;
+mod phone;
 mod tokens;
 mod wecom;
 
