@@ -9,6 +9,7 @@
 //! max_instances = 1000          # component calls running at once, all tenants together
 //! max_memory_mb = 256           # the largest `memory_mb` a tenant may be given
 //! keep_resident_mb = 4          # of each instance, kept in memory between calls (0: none)
+//! reset_touched_pages_only = true  # reset only what a call dirtied (Linux 6.7+; default on)
 //!
 //! [tenants.shop]
 //! api_base = "https://api.weixin.qq.com"   # default
@@ -80,6 +81,9 @@ pub struct EngineSpec {
     /// MiB of each instance kept resident between calls
     /// ([`EngineOptions::keep_resident_bytes`]); 0 hands every page back to the kernel.
     pub keep_resident_mb: Option<u32>,
+    /// Whether only the kept pages a call touched are reset
+    /// ([`EngineOptions::reset_touched_pages_only`]).
+    pub reset_touched_pages_only: Option<bool>,
 }
 
 impl EngineSpec {
@@ -95,6 +99,9 @@ impl EngineSpec {
             keep_resident_bytes: self
                 .keep_resident_mb
                 .map_or(defaults.keep_resident_bytes, |mb| (mb as usize) << 20),
+            reset_touched_pages_only: self
+                .reset_touched_pages_only
+                .unwrap_or(defaults.reset_touched_pages_only),
             ..defaults
         }
     }
@@ -581,7 +588,8 @@ secret_env = "SHOP_OA_SECRET"
             defaults.max_instances
         );
         let sized = format!(
-            "[engine]\nmax_instances = 40\nmax_memory_mb = 512\nkeep_resident_mb = 0\n{GOOD}"
+            "[engine]\nmax_instances = 40\nmax_memory_mb = 512\nkeep_resident_mb = 0\n\
+             reset_touched_pages_only = false\n{GOOD}"
         );
         let options = TenantsFile::parse(&sized, "t.toml")
             .unwrap()
@@ -590,11 +598,18 @@ secret_env = "SHOP_OA_SECRET"
         assert_eq!(options.max_instances, 40);
         assert_eq!(options.max_memory_bytes, 512 << 20);
         assert_eq!(options.keep_resident_bytes, 0);
+        assert!(!options.reset_touched_pages_only);
+        assert!(
+            file.engine
+                .options(defaults.clone())
+                .reset_touched_pages_only
+        );
         assert_eq!(options.cache_dir, defaults.cache_dir);
         for bad in [
             "max_instances = 0",
             "max_memory_mb = -1",
             "keep_resident_mb = -1",
+            "reset_touched_pages_only = \"yes\"",
             "pool = 3",
         ] {
             let error = TenantsFile::parse(&format!("[engine]\n{bad}\n{GOOD}"), "t.toml")
