@@ -15,6 +15,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -25,9 +26,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use wxnotify_contract::json_api::ErrorBody;
 use wxnotify_contract::{Channel, Recipient};
-use wxnotify_store::outbox::{
-    Bucket, ListQuery, ListedMessage, MAX_BUCKETS, MAX_PAGE, PageCursor, State as MessageState,
-};
+use wxnotify_store::outbox::{Bucket, ListQuery, ListedMessage, PageCursor, State as MessageState};
 
 use super::api::{KeyRejection, check_api_key, describe_detail};
 use super::{AppError, AppState};
@@ -142,6 +141,15 @@ fn millis(time: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// A query string the route cannot read, as the API answers it.
+fn query_error(rejection: &QueryRejection) -> AppError {
+    AppError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+        rejection.body_text(),
+    )
+}
+
 /// `[since, until)` from the query, in milliseconds; the last day by default.
 fn window(since: Option<u64>, until: Option<u64>) -> Result<(SystemTime, SystemTime), AppError> {
     let until = until.map_or_else(SystemTime::now, |ms| UNIX_EPOCH + Duration::from_millis(ms));
@@ -246,16 +254,10 @@ async fn notifications(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
     headers: HeaderMap,
-    query: Result<Query<NotificationsQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<NotificationsQuery>, QueryRejection>,
 ) -> Result<Json<ConsolePage>, AppError> {
     authorize_reader(&state, &tenant, &headers)?;
-    let Query(query) = query.map_err(|rejection| {
-        AppError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_input",
-            rejection.body_text(),
-        )
-    })?;
+    let Query(query) = query.map_err(|rejection| query_error(&rejection))?;
     let (since, until) = window(query.since, query.until)?;
     let filter = match query.state.as_deref().filter(|s| !s.is_empty()) {
         None => None,
@@ -283,7 +285,8 @@ async fn notifications(
             state: filter,
             search,
             after: after.as_ref(),
-            limit: query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_PAGE),
+            // The outbox clamps it to 1..=MAX_PAGE.
+            limit: query.limit.unwrap_or(DEFAULT_LIMIT),
         })
         .await?;
     Ok(Json(ConsolePage {
@@ -372,21 +375,13 @@ async fn summary(
     State(state): State<AppState>,
     Path(tenant_id): Path<String>,
     headers: HeaderMap,
-    query: Result<Query<SummaryQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<SummaryQuery>, QueryRejection>,
 ) -> Result<Json<ConsoleSummary>, AppError> {
     let tenant = authorize_reader(&state, &tenant_id, &headers)?;
-    let Query(query) = query.map_err(|rejection| {
-        AppError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_input",
-            rejection.body_text(),
-        )
-    })?;
+    let Query(query) = query.map_err(|rejection| query_error(&rejection))?;
     let (since, until) = window(query.since, query.until)?;
-    let buckets = query
-        .buckets
-        .unwrap_or(DEFAULT_BUCKETS)
-        .clamp(1, MAX_BUCKETS);
+    // The outbox clamps it to 1..=MAX_BUCKETS.
+    let buckets = query.buckets.unwrap_or(DEFAULT_BUCKETS);
     let outcomes = state
         .outbox
         .outcomes(&tenant_id, since, until, buckets)

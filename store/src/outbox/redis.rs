@@ -361,16 +361,17 @@ return {2}
     )
 });
 
-/// ARGV: id. Returns nil, or `{state, attempts, detail, tenant, key, enqueued_at, not_before,
-/// finished_at, end of the tenant's pause}` (absent fields nil).
+/// ARGV: id. Returns nil, or `{tenant, state, attempts, detail, key, enqueued_at, not_before,
+/// finished_at, end of the tenant's pause}` (absent fields nil): the tenant, then the fields
+/// of [`message_state`].
 static STATUS: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local f = redis.call('HMGET', msg_key(ARGV[1]), 'state', 'attempts', 'detail', 'tenant', 'key',
+local f = redis.call('HMGET', msg_key(ARGV[1]), 'tenant', 'state', 'attempts', 'detail', 'key',
   'enqueued_at', 'not_before', 'finished_at')
-if not f[1] then return false end
+if not f[2] then return false end
 f[9] = false
-if f[1] == 'queued' then f[9] = redis.call('HGET', paused, f[4]) end
+if f[2] == 'queued' then f[9] = redis.call('HGET', paused, f[1]) end
 return f
 ",
     )
@@ -681,6 +682,21 @@ fn parse_state(value: &Value) -> Result<State, StoreError> {
     .ok_or_else(|| corrupt("an outbox message has an unknown state"))
 }
 
+/// A script's row: `head` leading values, then the eight fields of [`message_state`].
+fn split_row(
+    row: Value,
+    head: usize,
+    unexpected: &'static str,
+) -> Result<(Vec<Value>, [Value; 8]), StoreError> {
+    let mut values = items(row)?;
+    if values.len() != head + 8 {
+        return Err(internal(unexpected));
+    }
+    let fields =
+        <[Value; 8]>::try_from(values.split_off(head)).map_err(|_| internal(unexpected))?;
+    Ok((values, fields))
+}
+
 /// A message's state from its hash fields `state, attempts, detail, key, enqueued_at,
 /// not_before, finished_at` and the end of its tenant's pause.
 fn message_state(tenant: String, fields: [Value; 8]) -> Result<MessageState, StoreError> {
@@ -814,29 +830,9 @@ impl Outbox for RedisOutbox {
         if is_nil(&reply) {
             return Ok(None);
         }
-        let fields = <[Value; 9]>::try_from(items(reply)?)
+        let (head, fields) = split_row(reply, 1, "unexpected reply from the status script")?;
+        let [tenant] = <[Value; 1]>::try_from(head)
             .map_err(|_| internal("unexpected reply from the status script"))?;
-        let [
-            state,
-            attempts,
-            detail,
-            tenant,
-            key,
-            enqueued_at,
-            not_before,
-            finished_at,
-            pause_end,
-        ] = fields;
-        let fields = [
-            state,
-            attempts,
-            detail,
-            key,
-            enqueued_at,
-            not_before,
-            finished_at,
-            pause_end,
-        ];
         message_state(text(tenant)?, fields).map(Some)
     }
 
@@ -877,29 +873,9 @@ impl Outbox for RedisOutbox {
         };
         let messages = reply
             .map(|row| {
-                let [
-                    id,
-                    recipient,
-                    state,
-                    attempts,
-                    detail,
-                    key,
-                    enqueued_at,
-                    not_before,
-                    finished_at,
-                    pause_end,
-                ] = <[Value; 10]>::try_from(items(row)?)
+                let (head, fields) = split_row(row, 2, "unexpected row from the list script")?;
+                let [id, recipient] = <[Value; 2]>::try_from(head)
                     .map_err(|_| internal("unexpected row from the list script"))?;
-                let fields = [
-                    state,
-                    attempts,
-                    detail,
-                    key,
-                    enqueued_at,
-                    not_before,
-                    finished_at,
-                    pause_end,
-                ];
                 Ok(ListedMessage {
                     id: text(id)?,
                     recipient: optional_text(recipient)?,
