@@ -100,10 +100,7 @@ fn main() {
             .iter()
             .map(|configuration| {
                 let engine = engines::engine(configuration);
-                let (runtime, tenant) = wechat::runtime_with_tenant(&engine, "calls", server);
-                // The runtime must outlive the tenant's calls.
-                Box::leak(Box::new(runtime));
-                tenant
+                wechat::tenant_for_the_run(&engine, "calls", server)
             })
             .collect();
         let notification = notification();

@@ -11,16 +11,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::Full;
 use wxnotify::serve::{ServeOptions, Server};
 use wxnotify::{Engine, EngineOptions};
-use wxnotify_store::outbox::{Ack, NewMessage, Outcome, RedisOutbox, SharedOutbox, SqliteOutbox};
+use wxnotify_store::outbox::{Ack, NewMessage, Outcome, SharedOutbox};
 
+#[path = "common/served.rs"]
+mod served;
 #[path = "common/wechat.rs"]
 mod wechat;
+
+use served::HttpClient;
 
 const KEY: &str = "bench-api-key";
 const PAGE: usize = 10_000;
@@ -103,21 +104,14 @@ async fn fill(outbox: &SharedOutbox, count: usize) {
     }
 }
 
-/// One GET with the key: the status, the body's length and the time to its last byte.
-async fn get(client: &Client<HttpConnector, Full<Bytes>>, url: &str) -> (Duration, usize) {
+/// One GET with the key: the body's length and the time to its last byte.
+async fn get(client: &HttpClient, url: &str) -> (Duration, usize) {
     let request = http::Request::get(url)
         .header("authorization", format!("Bearer {KEY}"))
         .body(Full::new(Bytes::new()))
         .expect("request");
     let started = Instant::now();
-    let response = client.request(request).await.expect("an answer");
-    let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
+    let (status, body) = served::exchange(client, request).await;
     let took = started.elapsed();
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     (took, body.len())
@@ -145,7 +139,7 @@ async fn measure(engine: &Engine, name: &str, outbox: SharedOutbox, count: usize
         .await
         .expect("server");
     let base = format!("http://{}/v1/shop/console", server.addr());
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let client = served::client();
     let page_url = format!("{base}/notifications?since=0&limit={PAGE}");
     let summary_url = format!("{base}/summary?since=0&buckets=24");
     let (mut pages, mut summaries, mut bytes) = (Vec::new(), Vec::new(), 0);
@@ -189,19 +183,9 @@ fn main() {
         );
         println!("|---|---|---|---|---|---|---|");
         let dir = tempfile::tempdir().expect("tempdir");
-        let sqlite: SharedOutbox =
-            Arc::new(SqliteOutbox::open(dir.path().join("outbox.sqlite3")).expect("sqlite outbox"));
+        let sqlite = served::sqlite_outbox(&dir);
         measure(&engine, "SQLite", sqlite, count, rounds).await;
-        if std::process::Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_ok()
-        {
-            let redis = wxnotify_store::testing::RedisServer::start(None);
-            let backend = wxnotify_store::RedisBackend::connect(&redis.url())
-                .await
-                .expect("redis");
-            let outbox: SharedOutbox = Arc::new(RedisOutbox::new(backend));
+        if let Some((_redis, outbox)) = served::redis_outbox().await {
             measure(&engine, "Redis", outbox, count, rounds).await;
         }
     });

@@ -61,10 +61,7 @@ fn native_body() -> Bytes {
 }
 
 fn tenant(engine: &Engine, server: SocketAddr) -> Arc<Tenant> {
-    let (runtime, tenant) = wechat::runtime_with_tenant(engine, "bench", server);
-    // The runtime must outlive the tenant's calls: leak it, as a server would keep it.
-    Box::leak(Box::new(runtime));
-    tenant
+    wechat::tenant_for_the_run(engine, "bench", server)
 }
 
 /// One side of a comparison: sends `count` messages, `concurrency` at a time.

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::Full;
 use wxnotify::serve::{ServeOptions, Server};
 use wxnotify::{Engine, EngineOptions};
-use wxnotify_store::outbox::{RedisOutbox, SharedOutbox, SqliteOutbox};
+use wxnotify_store::outbox::SharedOutbox;
 
+#[path = "common/served.rs"]
+mod served;
 #[path = "common/wechat.rs"]
 mod wechat;
 
@@ -40,7 +40,7 @@ async fn run(
         .await
         .expect("server");
     let url = format!("http://{}/v1/shop/notifications", server.addr());
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let client = served::client();
     let started = Instant::now();
     for batch in 0..count.div_ceil(BATCH) {
         let notifications: Vec<_> = (0..BATCH.min(count - batch * BATCH))
@@ -58,14 +58,7 @@ async fn run(
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body)))
             .expect("request");
-        let response = client.request(request).await.expect("an answer");
-        let status = response.status();
-        let answer = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
+        let (status, answer) = served::exchange(&client, request).await;
         assert_eq!(status, 202, "{}", String::from_utf8_lossy(&answer));
     }
     let accepted = started.elapsed();
@@ -105,20 +98,9 @@ fn main() {
         println!("| outbox | notifications | accepted/s | delivered/s (end to end) |");
         println!("|---|---|---|---|");
         let dir = tempfile::tempdir().expect("tempdir");
-        let sqlite: SharedOutbox =
-            Arc::new(SqliteOutbox::open(dir.path().join("outbox.sqlite3")).expect("sqlite outbox"));
-        let (accepted, delivered) = run(&engine, sqlite, wechat, count).await;
+        let (accepted, delivered) = run(&engine, served::sqlite_outbox(&dir), wechat, count).await;
         println!("| SQLite | {count} | {accepted:.0} | {delivered:.0} |");
-        if std::process::Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_ok()
-        {
-            let redis = wxnotify_store::testing::RedisServer::start(None);
-            let backend = wxnotify_store::RedisBackend::connect(&redis.url())
-                .await
-                .expect("redis");
-            let outbox: SharedOutbox = Arc::new(RedisOutbox::new(backend));
+        if let Some((_redis, outbox)) = served::redis_outbox().await {
             let (accepted, delivered) = run(&engine, outbox, wechat, count).await;
             println!("| Redis | {count} | {accepted:.0} | {delivered:.0} |");
         }

@@ -23,6 +23,19 @@ pub fn runtime_with_tenant(
     (runtime, tenants.remove(0))
 }
 
+/// A tenant as [`runtime_with_tenant`] makes one, whose runtime lives until the bench ends (it
+/// is leaked, as a server would keep it), for benches that only call the tenant.
+#[allow(dead_code, reason = "not every bench calls a tenant directly")]
+pub fn tenant_for_the_run(
+    engine: &wxnotify::Engine,
+    id: &str,
+    wechat: std::net::SocketAddr,
+) -> std::sync::Arc<wxnotify::Tenant> {
+    let (runtime, tenant) = runtime_with_tenant(engine, id, wechat);
+    Box::leak(Box::new(runtime));
+    tenant
+}
+
 /// A runtime on `backend` with tenants `ids`, as [`runtime_with_tenant`] makes one.
 pub fn runtime_with_tenants(
     engine: &wxnotify::Engine,

@@ -742,6 +742,8 @@ mod tests {
 
     use wxnotify_contract::submission::Batch;
 
+    use crate::serve::console::{ConsoleNotification, ConsolePage, ConsoleSummary, OutcomeCounts};
+
     use super::*;
 
     #[test]
@@ -1007,23 +1009,38 @@ mod tests {
             ("User", json!(user)),
             (
                 "ConsolePage",
-                json!({
-                    "notifications": [{
-                        "id": "i", "recipient": "oa:o", "state": "failed",
-                        "channel": null, "attempts": 1,
-                        "error": Error::Rejected(ApiError::new(40003, "bad openid")),
-                        "enqueued_at": 1, "next_attempt_at": null, "finished_at": 2,
+                json!(ConsolePage {
+                    notifications: vec![ConsoleNotification {
+                        id: "i".into(),
+                        recipient: Some("oa:o".into()),
+                        state: "failed".into(),
+                        channel: None,
+                        attempts: 1,
+                        error: Some(json!(Error::Rejected(ApiError::new(40003, "bad openid")))),
+                        enqueued_at: 1,
+                        next_attempt_at: None,
+                        finished_at: Some(2),
                     }],
-                    "next": "1.01JD0000000000000000000000",
+                    next: Some("1.01JD0000000000000000000000".into()),
                 }),
             ),
             (
                 "ConsoleSummary",
-                json!({
-                    "since": 0, "until": 1, "queued": 0, "in_flight": 0, "retrying": 0, "now": 1,
-                    "buckets": [{"start": 0, "queued": 0, "retrying": 0, "in_flight": 0,
-                                 "delivered": 1, "failed": 0}],
-                    "tokens": [crate::TokenCacheState {
+                json!(ConsoleSummary {
+                    since: 0,
+                    until: 1,
+                    buckets: vec![OutcomeCounts {
+                        start: 0,
+                        queued: 0,
+                        retrying: 0,
+                        in_flight: 0,
+                        delivered: 1,
+                        failed: 0,
+                    }],
+                    queued: 0,
+                    in_flight: 0,
+                    retrying: 0,
+                    tokens: vec![crate::TokenCacheState {
                         account: "official_account".into(),
                         appid: "wx".into(),
                         mode: "stable".into(),
@@ -1031,6 +1048,7 @@ mod tests {
                         refresh_at: Some(2),
                         expires_at: Some(3),
                     }],
+                    now: 1,
                 }),
             ),
             (

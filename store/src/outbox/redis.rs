@@ -5,7 +5,7 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `{o}` | stream, consumer group `workers` | one entry `id → {message id}` per message that is due (undelivered entries) or leased (the group's pending entries) |
-//! | `{o}:msg:{id}` | hash | the message: `tenant`, `key`, `payload`, `state`, `attempts`, `detail`, `enqueued_at`, `not_before`, `entry` (its stream entry), `worker`, `lease_until`, `finished_at` |
+//! | `{o}:msg:{id}` | hash | the message: `tenant`, `key`, `recipient`, `payload`, `state`, `attempts`, `detail`, `enqueued_at`, `not_before`, `entry` (its stream entry), `worker`, `lease_until`; once final only `tenant`, `key`, `state`, `enqueued_at` (the rest is in its row) |
 //! | `{o}:idem:{len(tenant)}:{tenant}:{key}` | string | the id of the message enqueued with that idempotency key |
 //! | `{o}:delayed` | sorted set | queued messages that are not due yet, scored by when they will be (retries, paused tenants) |
 //! | `{o}:leases` | sorted set | in-flight messages, scored by the end of their lease |
@@ -14,6 +14,9 @@
 //! | `{o}:depth` | hash | counters `q`, `f` (queued, in flight) and `q:{tenant}`, `f:{tenant}` |
 //! | `{o}:finished` | sorted set | final messages, scored by when they became final, for `purge_finished` |
 //! | `{o}:time:{len(tenant)}:{tenant}` | sorted set | the tenant's messages, scored by when they were accepted, for `list` and `outcomes` |
+//! | `{o}:live:{len(tenant)}:{tenant}` | sorted set | the tenant's queued and in-flight messages, scored the same way |
+//! | `{o}:failed:{len(tenant)}:{tenant}` | sorted set | the tenant's failed messages, scored the same way |
+//! | `{o}:rows:{len(tenant)}:{tenant}` | hash | id → row of each final message of the tenant: its `state`, `recipient`, `attempts`, `detail`, `key` and `finished_at` packed into one string, so that a page of `list` reads 10 000 of them with one `HMGET` |
 //!
 //! Times are milliseconds since the Unix epoch. "Now" is the server's `TIME`, so leases mean
 //! the same to every host whatever their clocks say (or the caller's [`Clock`](super::Clock)
@@ -22,8 +25,8 @@
 //! The queue is only as durable as the server: run it with its append-only file on
 //! (`appendonly yes`; `appendfsync always` to lose nothing acknowledged on a crash).
 //!
-//! Every operation is one Lua script, which Redis runs without interleaving any other client,
-//! so every operation is atomic across all hosts:
+//! Every operation that writes is one Lua script, which Redis runs without interleaving any
+//! other client, so every such operation is atomic across all hosts:
 //!
 //! - `enqueue_many`: per message, `SET NX` of the idempotency key (a duplicate reads the
 //!   existing id instead), `HSET` of the message, `XADD` to the stream (or, while its tenant is
@@ -35,8 +38,15 @@
 //!   of whoever claims next, decides when it expires); then reads new entries with
 //!   `XREADGROUP`. Entries of paused tenants are acknowledged and parked in `delayed` until the
 //!   pause ends.
-//! - `complete` / `retry`: `XACK` and `XDEL` of the message's entry, then the final state (and
-//!   `finished`) or a new entry / `delayed` member.
+//! - `complete` / `retry`: `XACK` and `XDEL` of the message's entry, then the final state (its
+//!   row, `finished`, out of `live`, into `failed` if it failed) or a new entry / `delayed`
+//!   member.
+//! - `outcomes`: `ZCOUNT`s of `time` and `failed` per slice, and the `live` messages of the
+//!   window read one by one (the queue, not the history).
+//!
+//! `list` alone is plain commands (`ZREVRANGEBYSCORE` of an index, `HMGET` of the rows, a
+//! script for the few messages without a row): each row it shows is read in one step, but a
+//! page is not one snapshot.
 //!
 //! Stream entries are deleted once acknowledged, so the stream holds only live messages. The
 //! consumer group remembers every worker name it has seen (an empty consumer costs a few
@@ -77,6 +87,9 @@ const SCAN_LIMIT: usize = 2000;
 /// large window does not block the server for long: the page is then short and has a `next`.
 const LIST_SCAN_LIMIT: usize = 50_000;
 
+/// Ids a filtered `list` reads per round trip (an unfiltered one reads what its page lacks).
+const LIST_CHUNK: usize = 1000;
+
 /// Definitions every script starts with. `KEYS[1]` is always `{prefix}wxnotify:outbox`.
 const LIBRARY: &str = r"
 local base = KEYS[1]
@@ -91,13 +104,40 @@ local finished = base .. ':finished'
 local function msg_key(id) return base .. ':msg:' .. id end
 -- Length-prefixed tenants, so that no tenant or key can make its name equal another's.
 local function parked_key(tenant) return base .. ':parked:' .. #tenant .. ':' .. tenant end
+-- The tenant's messages by acceptance time (score: enqueued_at, ms); those of them still queued
+-- or in flight; those that failed.
 local function time_key(tenant) return base .. ':time:' .. #tenant .. ':' .. tenant end
+local function live_key(tenant) return base .. ':live:' .. #tenant .. ':' .. tenant end
+local function failed_key(tenant) return base .. ':failed:' .. #tenant .. ':' .. tenant end
+-- The packed rows of the tenant's final messages, by id: a page of the console reads them with
+-- one HMGET instead of one per message.
+local function rows_key(tenant) return base .. ':rows:' .. #tenant .. ':' .. tenant end
 local function idem_key(tenant, key)
   return base .. ':idem:' .. #tenant .. ':' .. tenant .. ':' .. key
 end
 
 -- Integers as decimal strings (tostring would switch to exponents for large numbers).
 local function int(x) return string.format('%d', x) end
+
+-- A row: a message's state, recipient, attempts, detail, key, not_before and finished_at as one
+-- string, each field `<length>:<bytes>` or `-` when absent (read by `unpack_row` in Rust).
+local function pack(...)
+  local parts = {}
+  for i = 1, select('#', ...) do
+    local v = select(i, ...)
+    if v then parts[i] = #v .. ':' .. v else parts[i] = '-' end
+  end
+  return table.concat(parts)
+end
+
+-- The row of a message that is not final (or was finished before rows existed), from its
+-- hash, and its state; nil if there is no such message.
+local function row_of(m)
+  local f = redis.call('HMGET', m, 'state', 'recipient', 'attempts', 'detail', 'key',
+    'not_before', 'finished_at')
+  if not f[1] then return nil end
+  return pack(f[1], f[2], f[3], f[4], f[5], f[6], f[7]), f[1]
+end
 
 -- The server's clock, unless the caller's clock is given as the last argument (`with_clock`).
 local function now_ms()
@@ -148,10 +188,12 @@ local function drop_entry(m)
 end
 
 -- For complete and retry: takes the message out of the queue (its stream entry, lease, delayed
--- slot and parking) if it is queued or in flight. Returns its state and tenant, or nil and the
--- script's reply when there is no such message or it is already final.
+-- slot and parking) if it is queued or in flight. Returns its state, tenant, attempts,
+-- recipient, key and enqueued_at, or nil and the script's reply when there is no such message
+-- or it is already final.
 local function unqueue(id, m)
-  local f = redis.call('HMGET', m, 'state', 'tenant')
+  local f = redis.call('HMGET', m, 'state', 'tenant', 'attempts', 'recipient', 'key',
+    'enqueued_at')
   if not f[1] then return nil, {0} end
   if f[1] ~= 'queued' and f[1] ~= 'in_flight' then return nil, {1, f[1]} end
   ensure_group()
@@ -218,6 +260,7 @@ for i = 0, n - 1 do
     if has_key == '1' then redis.call('HSET', m, 'key', key) end
     if recipient ~= '' then redis.call('HSET', m, 'recipient', recipient) end
     redis.call('ZADD', time_key(tenant), int(now), id)
+    redis.call('ZADD', live_key(tenant), int(now), id)
     count('q', tenant, 1)
     schedule(id, m, tenant, now, now)
     results[#results + 1] = {0, id}
@@ -331,9 +374,16 @@ local m = msg_key(id)
 local f, reply = unqueue(id, m)
 if not f then return reply end
 local now = now_ms()
-if f[1] == 'in_flight' then count('f', f[2], -1) else count('q', f[2], -1) end
-redis.call('HSET', m, 'state', final, 'detail', detail, 'finished_at', int(now))
-redis.call('HDEL', m, 'payload', 'worker', 'lease_until', 'not_before')
+local tenant = f[2]
+if f[1] == 'in_flight' then count('f', tenant, -1) else count('q', tenant, -1) end
+-- What the console and status show of a final message moves into the tenant's rows; the hash
+-- keeps what claims, status and purge look up.
+redis.call('HSET', rows_key(tenant), id, pack(final, f[4], f[3], detail, f[5], false, int(now)))
+redis.call('HSET', m, 'state', final)
+redis.call('HDEL', m, 'payload', 'worker', 'lease_until', 'not_before', 'attempts', 'recipient',
+  'detail', 'finished_at')
+redis.call('ZREM', live_key(tenant), id)
+if final == 'failed' then redis.call('ZADD', failed_key(tenant), f[6], id) end
 redis.call('ZADD', finished, int(now), id)
 return {2}
 ",
@@ -361,103 +411,85 @@ return {2}
     )
 });
 
-/// ARGV: id. Returns nil, or `{tenant, state, attempts, detail, key, enqueued_at, not_before,
-/// finished_at, end of the tenant's pause}` (absent fields nil): the tenant, then the fields
-/// of [`message_state`].
+/// ARGV: id. Returns nil, or `{tenant, enqueued_at, row, end of the tenant's pause}` (the
+/// pause only for a queued message, else nil): see [`listed`].
 static STATUS: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local f = redis.call('HMGET', msg_key(ARGV[1]), 'tenant', 'state', 'attempts', 'detail', 'key',
-  'enqueued_at', 'not_before', 'finished_at')
-if not f[2] then return false end
-f[9] = false
-if f[2] == 'queued' then f[9] = redis.call('HGET', paused, f[1]) end
-return f
+local id = ARGV[1]
+local m = msg_key(id)
+local f = redis.call('HMGET', m, 'tenant', 'enqueued_at')
+if not f[1] then return false end
+local row = redis.call('HGET', rows_key(f[1]), id)
+local pause = false
+if not row then
+  local state
+  row, state = row_of(m)
+  if state == 'queued' then pause = redis.call('HGET', paused, f[1]) end
+end
+return {f[1], f[2], row, pause}
 ",
     )
 });
 
-/// The fields of a message that `list` reads, in the order of its rows.
-const LISTED_FIELDS: &str = "'recipient', 'state', 'attempts', 'detail', 'key', 'enqueued_at', \
-     'not_before', 'finished_at'";
-
-/// ARGV: tenant, since, until (ms, exclusive), state (empty: any), search (empty: none), cursor
-/// millis and id (empty: none), limit, scan limit. Returns `{next millis, next id}` (both empty
-/// when the window is exhausted) followed by one row per message: `{id, recipient, state,
-/// attempts, detail, key, enqueued_at, not_before, finished_at, end of the tenant's pause}`.
-static LIST: LazyLock<Script> = LazyLock::new(|| {
-    script(&format!(
+/// ARGV: tenant, then ids of its messages. Returns the end of the tenant's pause (nil if none),
+/// then each message's row (nil if it is gone): for what `list` did not find among the final
+/// rows, so that each row it shows is read in one step.
+static ROWS: LazyLock<Script> = LazyLock::new(|| {
+    script(
         r"
-local tenant, since, before = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local state, search = ARGV[4], ARGV[5]
-local after_ms, after_id = tonumber(ARGV[6]), ARGV[7]
-local limit, scan_limit = tonumber(ARGV[8]), tonumber(ARGV[9])
-local tk = time_key(tenant)
-local pause = redis.call('HGET', paused, tenant)
--- Newest first from the cursor's millisecond (inclusive: messages of one batch share it, and
--- the ids already shown are skipped below) or from the end of the window (exclusive).
-local max = '(' .. int(before)
-if after_ms and after_ms < before then max = int(after_ms) end
-local rows, scanned, offset, exhausted = {{}}, 0, 0, false
-local last_ms, last_id = '', ''
-while #rows < limit and scanned < scan_limit do
-  local chunk = redis.call('ZREVRANGEBYSCORE', tk, max, int(since), 'WITHSCORES', 'LIMIT',
-    offset, 1000)
-  if #chunk == 0 then exhausted = true break end
-  offset = offset + #chunk / 2
-  for i = 1, #chunk, 2 do
-    local id, ms = chunk[i], tonumber(chunk[i + 1])
-    if not (after_ms and ms == after_ms and id >= after_id) then
-      scanned = scanned + 1
-      last_ms, last_id = int(ms), id
-      local f = redis.call('HMGET', msg_key(id), {LISTED_FIELDS})
-      local matches = f[2] and (state == '' or f[2] == state)
-      if matches and search ~= '' then
-        matches = id == search or (f[1] and string.find(f[1], search, 1, true) ~= nil)
-      end
-      if matches then
-        local p = false
-        if f[2] == 'queued' then p = pause end
-        rows[#rows + 1] = {{id, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], p}}
-      end
-      if #rows >= limit or scanned >= scan_limit then break end
-    end
-  end
+local tenant = ARGV[1]
+local rk = rows_key(tenant)
+local reply = {redis.call('HGET', paused, tenant)}
+-- The last argument is the clock.
+for i = 2, #ARGV - 1 do
+  local id = ARGV[i]
+  reply[i] = redis.call('HGET', rk, id) or row_of(msg_key(id)) or false
 end
-if exhausted then last_ms, last_id = '', '' end
-local reply = {{last_ms, last_id}}
-for _, row in ipairs(rows) do reply[#reply + 1] = row end
 return reply
-"
-    ))
+",
+    )
 });
 
 /// ARGV: tenant, start, end (ms, exclusive), slice width (ms), slices. Returns five counts per
-/// slice — queued, retrying, in flight, delivered, failed — slice after slice.
+/// slice — queued, retrying, in flight, delivered, failed — slice after slice: each slice's
+/// total and failures counted in the indexes, the messages still queued or in flight read one
+/// by one (the tenant's queue, not its history), and the rest delivered.
 static OUTCOMES: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local tenant, start, stop = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local width, slices = tonumber(ARGV[4]), tonumber(ARGV[5])
+local tk, fk, lk = time_key(tenant), failed_key(tenant), live_key(tenant)
 local counts = {}
-for i = 1, slices * 5 do counts[i] = 0 end
-local column = {queued = 1, in_flight = 3, delivered = 4, failed = 5}
+for s = 0, slices - 1 do
+  local lo = start + s * width
+  local hi = math.min(lo + width, stop)
+  local total, failed = 0, 0
+  if lo < hi then
+    total = redis.call('ZCOUNT', tk, int(lo), '(' .. int(hi))
+    failed = redis.call('ZCOUNT', fk, int(lo), '(' .. int(hi))
+  end
+  local at = s * 5
+  counts[at + 1], counts[at + 2], counts[at + 3] = 0, 0, 0
+  counts[at + 4], counts[at + 5] = total - failed, failed
+end
+local column = {queued = 1, in_flight = 3}
 local offset = 0
 while true do
-  local chunk = redis.call('ZRANGEBYSCORE', time_key(tenant), int(start), '(' .. int(stop),
-    'WITHSCORES', 'LIMIT', offset, 1000)
+  local chunk = redis.call('ZRANGEBYSCORE', lk, int(start), '(' .. int(stop), 'WITHSCORES',
+    'LIMIT', offset, 1000)
   if #chunk == 0 then break end
   offset = offset + #chunk / 2
   for i = 1, #chunk, 2 do
     local f = redis.call('HMGET', msg_key(chunk[i]), 'state', 'attempts')
     local c = column[f[1]]
-    if c then
+    local slice = math.floor((tonumber(chunk[i + 1]) - start) / width)
+    if c and slice < slices then
       if c == 1 and tonumber(f[2]) > 0 then c = 2 end
-      local slice = math.floor((tonumber(chunk[i + 1]) - start) / width)
-      if slice < slices then
-        local at = slice * 5 + c
-        counts[at] = counts[at] + 1
-      end
+      local at = slice * 5
+      counts[at + c] = counts[at + c] + 1
+      counts[at + 4] = counts[at + 4] - 1
     end
   end
 end
@@ -510,7 +542,11 @@ for _, id in ipairs(ids) do
     -- message exists, but deleting someone else's would silently allow a duplicate).
     if redis.call('GET', ik) == id then redis.call('DEL', ik) end
   end
-  if f[1] then redis.call('ZREM', time_key(f[1]), id) end
+  if f[1] then
+    redis.call('ZREM', time_key(f[1]), id)
+    redis.call('ZREM', failed_key(f[1]), id)
+    redis.call('HDEL', rows_key(f[1]), id)
+  end
   redis.call('DEL', m)
   redis.call('ZREM', finished, id)
 end
@@ -597,6 +633,62 @@ impl RedisOutbox {
         self.backend.invoke(&invocation).await
     }
 
+    /// The name of one of `tenant`'s keys (`time`, `live`, `failed`, `rows`), as the scripts'
+    /// `time_key` and siblings spell it.
+    fn tenant_key(&self, kind: &str, tenant: &str) -> String {
+        format!("{}:{kind}:{}:{tenant}", self.base, tenant.len())
+    }
+
+    /// How many ids at the cursor's millisecond the pages so far have shown: those from the
+    /// cursor's id up (newest first orders a millisecond's ids downwards).
+    async fn shown_at(&self, index: &str, cursor: &PageCursor) -> Result<usize, StoreError> {
+        let mut at = cmd("ZRANGEBYSCORE");
+        at.arg(index)
+            .arg(cursor.enqueued_ms)
+            .arg(cursor.enqueued_ms);
+        let ids: Vec<String> = self.backend.query(&at).await?;
+        Ok(ids.iter().filter(|id| **id >= cursor.id).count())
+    }
+
+    /// The rows of `batch`'s messages (`None` for one that is gone), each with the end of the
+    /// tenant's pause (read for a queued message): the final rows with one `HMGET`, the others
+    /// through the `ROWS` script.
+    async fn rows(
+        &self,
+        tenant: &str,
+        rows_key: &str,
+        batch: &[(String, f64)],
+    ) -> Result<Vec<(Option<Value>, Value)>, StoreError> {
+        let unexpected = || internal("unexpected reply to a list's read of rows");
+        let mut get = cmd("HMGET");
+        get.arg(rows_key);
+        for (id, _) in batch {
+            get.arg(id);
+        }
+        let mut rows = items(self.backend.query(&get).await?)?;
+        if rows.len() != batch.len() {
+            return Err(unexpected());
+        }
+        let missing: Vec<usize> = (0..rows.len()).filter(|&i| is_nil(&rows[i])).collect();
+        let mut pause_end = Value::Nil;
+        if !missing.is_empty() {
+            let mut args: Vec<&[u8]> = vec![tenant.as_bytes()];
+            args.extend(missing.iter().map(|&i| batch[i].0.as_bytes()));
+            let mut reply = items(self.run(&ROWS, &args).await?)?.into_iter();
+            pause_end = reply.next().ok_or_else(unexpected)?;
+            for &i in &missing {
+                rows[i] = reply.next().ok_or_else(unexpected)?;
+            }
+        }
+        Ok(rows
+            .into_iter()
+            .map(|row| match is_nil(&row) {
+                true => (None, Value::Nil),
+                false => (Some(row), pause_end.clone()),
+            })
+            .collect())
+    }
+
     /// `complete` and `retry`: runs `script` (`COMPLETE` or `RETRY`, whose arguments are the
     /// id, `value` and the detail) and says what it did.
     async fn settle(
@@ -647,13 +739,6 @@ fn is_nil(value: &Value) -> bool {
     matches!(value, Value::Nil | Value::Boolean(false))
 }
 
-fn optional_text(value: Value) -> Result<Option<String>, StoreError> {
-    if is_nil(&value) {
-        return Ok(None);
-    }
-    text(value).map(Some)
-}
-
 fn number(value: Value) -> Result<i64, StoreError> {
     match value {
         Value::Int(n) => Ok(n),
@@ -682,52 +767,104 @@ fn parse_state(value: &Value) -> Result<State, StoreError> {
     .ok_or_else(|| corrupt("an outbox message has an unknown state"))
 }
 
-/// A script's row: `head` leading values, then the eight fields of [`message_state`].
-fn split_row(
-    row: Value,
-    head: usize,
-    unexpected: &'static str,
-) -> Result<(Vec<Value>, [Value; 8]), StoreError> {
-    let mut values = items(row)?;
-    if values.len() != head + 8 {
-        return Err(internal(unexpected));
+/// The seven fields of a row that the scripts' `pack` made: state, recipient, attempts, detail,
+/// key, not_before, finished_at, each `<length>:<bytes>` or `-` when absent.
+///
+/// Hand-written: the scripts can only build strings with Lua's string functions, and a
+/// length-prefixed concatenation is what both sides read fastest (a page holds 10 000 rows).
+fn unpack_row(packed: &[u8]) -> Result<[Option<&[u8]>; 7], StoreError> {
+    let bad = || corrupt("an outbox row is malformed");
+    let mut fields = [None; 7];
+    let mut rest = packed;
+    for field in &mut fields {
+        if let Some(tail) = rest.strip_prefix(b"-") {
+            rest = tail;
+            continue;
+        }
+        let colon = rest.iter().position(|&b| b == b':').ok_or_else(bad)?;
+        let len: usize = std::str::from_utf8(&rest[..colon])
+            .ok()
+            .and_then(|len| len.parse().ok())
+            .ok_or_else(bad)?;
+        let end = len
+            .checked_add(colon + 1)
+            .filter(|&end| end <= rest.len())
+            .ok_or_else(bad)?;
+        *field = Some(&rest[colon + 1..end]);
+        rest = &rest[end..];
     }
-    let fields =
-        <[Value; 8]>::try_from(values.split_off(head)).map_err(|_| internal(unexpected))?;
-    Ok((values, fields))
+    if rest.is_empty() {
+        Ok(fields)
+    } else {
+        Err(bad())
+    }
 }
 
-/// A message's state from its hash fields `state, attempts, detail, key, enqueued_at,
-/// not_before, finished_at` and the end of its tenant's pause.
-fn message_state(tenant: String, fields: [Value; 8]) -> Result<MessageState, StoreError> {
+fn row_text(field: Option<&[u8]>) -> Result<Option<String>, StoreError> {
+    field
+        .map(|bytes| {
+            String::from_utf8(bytes.to_vec()).map_err(|_| corrupt("an outbox field is not UTF-8"))
+        })
+        .transpose()
+}
+
+fn row_number(field: Option<&[u8]>) -> Result<Option<i64>, StoreError> {
+    field
+        .map(|bytes| {
+            std::str::from_utf8(bytes)
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| corrupt("an outbox field is not an integer"))
+        })
+        .transpose()
+}
+
+/// A message from what the status and list scripts return for it: its acceptance time (ms),
+/// its packed row and, when it is queued, the end of its tenant's pause.
+fn listed(
+    tenant: String,
+    id: String,
+    enqueued_at: Value,
+    row: Value,
+    pause_end: Value,
+) -> Result<ListedMessage, StoreError> {
+    let row = bytes(row)?;
     let [
         state,
+        recipient,
         attempts,
         detail,
         key,
-        enqueued_at,
         not_before,
         finished_at,
-        pause_end,
-    ] = fields;
-    let state = parse_state(&state)?;
+    ] = unpack_row(&row)?;
+    let state = std::str::from_utf8(state.unwrap_or_default())
+        .ok()
+        .and_then(State::parse)
+        .ok_or_else(|| corrupt("an outbox message has an unknown state"))?;
     let next_attempt_at = match state {
         State::Queued => {
-            let not_before = optional_number(not_before)?.unwrap_or(0);
+            let not_before = row_number(not_before)?.unwrap_or(0);
             let pause_end = optional_number(pause_end)?.unwrap_or(0);
             Some(from_millis(not_before.max(pause_end)))
         }
         _ => None,
     };
-    Ok(MessageState {
-        state,
-        attempts: count(attempts)?,
-        last_detail: optional_text(detail)?,
-        tenant,
-        idempotency_key: optional_text(key)?,
-        enqueued_at: from_millis(number(enqueued_at)?),
-        next_attempt_at,
-        finished_at: optional_number(finished_at)?.map(from_millis),
+    let attempts = row_number(attempts)?.unwrap_or(0);
+    Ok(ListedMessage {
+        id,
+        recipient: row_text(recipient)?,
+        status: MessageState {
+            state,
+            attempts: u32::try_from(attempts)
+                .map_err(|_| corrupt("an attempt count is out of range"))?,
+            last_detail: row_text(detail)?,
+            tenant,
+            idempotency_key: row_text(key)?,
+            enqueued_at: from_millis(number(enqueued_at)?),
+            next_attempt_at,
+            finished_at: row_number(finished_at)?.map(from_millis),
+        },
     })
 }
 
@@ -830,59 +967,112 @@ impl Outbox for RedisOutbox {
         if is_nil(&reply) {
             return Ok(None);
         }
-        let (head, fields) = split_row(reply, 1, "unexpected reply from the status script")?;
-        let [tenant] = <[Value; 1]>::try_from(head)
+        let [tenant, enqueued_at, row, pause_end] = <[Value; 4]>::try_from(items(reply)?)
             .map_err(|_| internal("unexpected reply from the status script"))?;
-        message_state(text(tenant)?, fields).map(Some)
+        let message = listed(text(tenant)?, id.to_owned(), enqueued_at, row, pause_end)?;
+        Ok(Some(message.status))
     }
 
+    // Plain commands, not a script: Redis converts every value a script reads or returns
+    // between RESP and Lua, which cost 4× the commands themselves for a page of 10 000. Each
+    // row is still read in one step (a final row is never changed, the others come from
+    // `ROWS`); a page is not one snapshot, which a listing does not need.
     async fn list(&self, query: &ListQuery<'_>) -> Result<Page, StoreError> {
         check_tenant(query.tenant)?;
-        let (since, until) = (
-            to_millis(query.since).to_string(),
-            to_millis(query.until).to_string(),
-        );
-        let (after_ms, after_id) = query.after.map_or((String::new(), ""), |cursor| {
-            (cursor.enqueued_ms.to_string(), cursor.id.as_str())
-        });
-        let limit = clamp_page(query.limit).to_string();
-        let scan_limit = LIST_SCAN_LIMIT.to_string();
-        let args: [&[u8]; 9] = [
-            query.tenant.as_bytes(),
-            since.as_bytes(),
-            until.as_bytes(),
-            query.state.map_or("", State::as_str).as_bytes(),
-            query.search.unwrap_or_default().as_bytes(),
-            after_ms.as_bytes(),
-            after_id.as_bytes(),
-            limit.as_bytes(),
-            scan_limit.as_bytes(),
-        ];
-        let mut reply = items(self.run(&LIST, &args).await?)?.into_iter();
-        let (Some(next_ms), Some(next_id)) = (reply.next(), reply.next()) else {
-            return Err(internal("unexpected reply from the list script"));
+        let tenant = query.tenant;
+        // A filter by state reads the smaller index holding only such messages, where there is
+        // one.
+        let index = match query.state {
+            Some(State::Failed) => self.tenant_key("failed", tenant),
+            Some(State::Queued | State::InFlight) => self.tenant_key("live", tenant),
+            _ => self.tenant_key("time", tenant),
         };
-        let next = match (text(next_ms)?, text(next_id)?) {
-            (ms, _) if ms.is_empty() => None,
-            (ms, id) => Some(PageCursor {
-                enqueued_ms: ms
-                    .parse()
-                    .map_err(|_| internal("the list script returned a bad cursor"))?,
-                id,
-            }),
-        };
-        let messages = reply
-            .map(|row| {
-                let (head, fields) = split_row(row, 2, "unexpected row from the list script")?;
-                let [id, recipient] = <[Value; 2]>::try_from(head)
-                    .map_err(|_| internal("unexpected row from the list script"))?;
-                Ok(ListedMessage {
-                    id: text(id)?,
-                    recipient: optional_text(recipient)?,
-                    status: message_state(query.tenant.to_owned(), fields)?,
+        let rows_key = self.tenant_key("rows", tenant);
+        let (since, until) = (to_millis(query.since), to_millis(query.until));
+        let limit = clamp_page(query.limit);
+        let filtered = query.state.is_some() || query.search.is_some();
+        let wanted = |message: &ListedMessage| {
+            query
+                .state
+                .is_none_or(|state| message.status.state == state)
+                && query.search.is_none_or(|search| {
+                    message.id == search
+                        || message
+                            .recipient
+                            .as_deref()
+                            .is_some_and(|recipient| recipient.contains(search))
                 })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        };
+        // Newest first, from the end of the window (exclusive) or from a millisecond
+        // (inclusive) past the ids at it already shown: messages of one batch share it.
+        let mut from = match query.after {
+            Some(cursor) if cursor.enqueued_ms < until => {
+                Some((cursor.enqueued_ms, self.shown_at(&index, cursor).await?))
+            }
+            _ => None,
+        };
+        let (mut messages, mut scanned, mut last) = (Vec::new(), 0, None);
+        let exhausted = loop {
+            let room = limit - messages.len();
+            let want =
+                if filtered { room.max(LIST_CHUNK) } else { room }.min(LIST_SCAN_LIMIT - scanned);
+            let (max, skip) = match from {
+                Some((ms, skip)) => (ms.to_string(), skip),
+                None => (format!("({until}"), 0),
+            };
+            let mut range = cmd("ZREVRANGEBYSCORE");
+            range
+                .arg(&index)
+                .arg(max)
+                .arg(since)
+                .arg("WITHSCORES")
+                .arg("LIMIT")
+                .arg(skip)
+                .arg(want);
+            let batch: Vec<(String, f64)> = self.backend.query(&range).await?;
+            if batch.is_empty() {
+                break true;
+            }
+            let rows = self.rows(tenant, &rows_key, &batch).await?;
+            let mut full = false;
+            for ((id, score), (row, pause_end)) in batch.iter().zip(rows) {
+                // Scores are whole milliseconds, far below 2^53.
+                #[allow(clippy::cast_possible_truncation)]
+                let ms = *score as i64;
+                scanned += 1;
+                from = match from {
+                    Some((at, skip)) if at == ms => Some((ms, skip + 1)),
+                    _ => Some((ms, 1)),
+                };
+                last = Some((ms, id.clone()));
+                if let Some(row) = row {
+                    let message = listed(
+                        tenant.to_owned(),
+                        id.clone(),
+                        Value::Int(ms),
+                        row,
+                        pause_end,
+                    )?;
+                    if wanted(&message) {
+                        messages.push(message);
+                    }
+                }
+                if messages.len() >= limit || scanned >= LIST_SCAN_LIMIT {
+                    full = true;
+                    break;
+                }
+            }
+            if full {
+                break false;
+            }
+            if batch.len() < want {
+                break true;
+            }
+        };
+        let next = match last {
+            Some((enqueued_ms, id)) if !exhausted => Some(PageCursor { enqueued_ms, id }),
+            _ => None,
+        };
         Ok(Page { messages, next })
     }
 
@@ -978,5 +1168,47 @@ impl Outbox for RedisOutbox {
 
     fn name(&self) -> &'static str {
         BACKEND
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unpack_row;
+
+    #[test]
+    fn rows_unpack_into_their_seven_fields() {
+        let fields = unpack_row(b"9:delivered-1:3-2:ab-13:1796197615794").unwrap();
+        let expected: [Option<&[u8]>; 7] = [
+            Some(b"delivered"),
+            None,
+            Some(b"3"),
+            None,
+            Some(b"ab"),
+            None,
+            Some(b"1796197615794"),
+        ];
+        assert_eq!(fields, expected);
+        // A detail may hold the separators themselves.
+        let fields = unpack_row(b"6:failed--4:-:1:---").unwrap();
+        assert_eq!(fields[3], Some(&b"-:1:"[..]));
+    }
+
+    #[test]
+    fn malformed_rows_are_corrupt_not_a_panic() {
+        for row in [
+            &b""[..],
+            b"9:delivered",
+            b"9:deliver",
+            b"x:delivered-------",
+            b"99999999999999999999999:a",
+            b"18446744073709551615:a------",
+            b"6:queued-------",
+        ] {
+            let err = unpack_row(row).unwrap_err();
+            assert!(
+                err.to_string().contains("corrupt") || format!("{err:?}").contains("malformed"),
+                "{row:?}: {err:?}"
+            );
+        }
     }
 }

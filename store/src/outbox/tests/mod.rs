@@ -1066,6 +1066,35 @@ fn query<'a>(tenant: &'a str, since: SystemTime, until: SystemTime) -> super::Li
     }
 }
 
+/// The ids of every page of `query` with pages of `limit`, following each page's cursor
+/// through its text form (as the console's URLs carry it); fails past `most` ids.
+async fn page_through(
+    f: &Fixture,
+    query: &super::ListQuery<'_>,
+    limit: usize,
+    most: usize,
+) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut after: Option<super::PageCursor> = None;
+    loop {
+        let page = f
+            .outbox
+            .list(&super::ListQuery {
+                limit,
+                after: after.as_ref(),
+                ..*query
+            })
+            .await
+            .unwrap();
+        seen.extend(listed(&page));
+        assert!(seen.len() <= most, "paging does not end: {seen:?}");
+        match page.next {
+            Some(next) => after = Some(next.to_string().parse().unwrap()),
+            None => return seen,
+        }
+    }
+}
+
 async fn enqueue_to(f: &Fixture, tenant: &str, recipient: &str) -> String {
     let message = NewMessage {
         idempotency_key: None,
@@ -1137,6 +1166,23 @@ async fn list_pages_a_tenants_window_newest_first(f: &Fixture) {
         listed(&f.outbox.list(&failed_only).await.unwrap()),
         std::slice::from_ref(&bob)
     );
+    let queued_only = super::ListQuery {
+        state: Some(State::Queued),
+        ..query("acme", since, until)
+    };
+    assert_eq!(
+        listed(&f.outbox.list(&queued_only).await.unwrap()),
+        [dave.clone(), carol.clone()]
+    );
+    let delivered_minis = super::ListQuery {
+        state: Some(State::Delivered),
+        search: Some("mini:"),
+        ..query("acme", since, until)
+    };
+    assert_eq!(
+        listed(&f.outbox.list(&delivered_minis).await.unwrap()),
+        std::slice::from_ref(&alice)
+    );
     let minis = super::ListQuery {
         search: Some("mini:"),
         ..query("acme", since, until)
@@ -1160,29 +1206,7 @@ async fn list_pages_a_tenants_window_newest_first(f: &Fixture) {
     assert!(f.outbox.list(&pattern).await.unwrap().messages.is_empty());
 
     // Pages of two: each message exactly once, in order.
-    let mut seen = Vec::new();
-    let mut after = None;
-    loop {
-        let page = f
-            .outbox
-            .list(&super::ListQuery {
-                limit: 2,
-                after: after.as_ref(),
-                ..query("acme", since, until)
-            })
-            .await
-            .unwrap();
-        seen.extend(listed(&page));
-        match page.next {
-            Some(next) => {
-                // Cursors survive a URL.
-                let text = next.to_string();
-                after = Some(text.parse::<super::PageCursor>().unwrap());
-            }
-            None => break,
-        }
-        assert!(seen.len() <= 4, "paging does not end: {seen:?}");
-    }
+    let seen = page_through(f, &query("acme", since, until), 2, 4).await;
     assert_eq!(seen, [dave.clone(), carol, bob, alice.clone()]);
     assert!("12.not-an-id".parse::<super::PageCursor>().is_err());
     assert!("nope".parse::<super::PageCursor>().is_err());
@@ -1210,25 +1234,7 @@ async fn list_pages_through_a_batch_of_one_millisecond(f: &Fixture) {
     let enqueued = f.outbox.enqueue_many("acme", &batch).await.unwrap();
     f.clock.advance(Duration::from_millis(1));
     let until = f.clock.now();
-    let mut seen = Vec::new();
-    let mut after = None;
-    loop {
-        let page = f
-            .outbox
-            .list(&super::ListQuery {
-                limit: 4,
-                after: after.as_ref(),
-                ..query("acme", since, until)
-            })
-            .await
-            .unwrap();
-        seen.extend(listed(&page));
-        after = page.next;
-        if after.is_none() {
-            break;
-        }
-        assert!(seen.len() <= 25, "paging does not end");
-    }
+    let seen = page_through(f, &query("acme", since, until), 4, 25).await;
     let mut expected: Vec<String> = enqueued.into_iter().map(|e| e.id).collect();
     expected.reverse();
     assert_eq!(seen, expected);
@@ -1241,6 +1247,8 @@ async fn outcomes_count_states_per_slice(f: &Fixture) {
     let second = enqueue_to(f, "acme", "mini:b").await;
     f.clock.advance(Duration::from_secs(2));
     let third = enqueue_to(f, "acme", "mini:c").await;
+    let fourth = enqueue_to(f, "acme", "mini:e").await;
+    let fifth = enqueue_to(f, "acme", "mini:f").await;
     enqueue_to(f, "other", "mini:d").await;
     let until = since + Duration::from_secs(3);
     let claimed = f.outbox.claim("w", 2, LONG_LEASE).await.unwrap();
@@ -1258,19 +1266,57 @@ async fn outcomes_count_states_per_slice(f: &Fixture) {
         Ack::Applied
     );
 
+    // Slice 2: the third stays queued, the fourth in flight, the fifth fails.
+    let claimed = f.outbox.claim("w", 3, LONG_LEASE).await.unwrap();
+    assert_eq!(
+        ids(&claimed),
+        [third.clone(), fourth.clone(), fifth.clone()]
+    );
+    assert_eq!(
+        f.outbox.retry(&third, f.clock.now(), "").await.unwrap(),
+        Ack::Applied
+    );
+    let failed = Outcome::Failed {
+        detail: "43004".into(),
+    };
+    assert_eq!(
+        f.outbox.complete(&fifth, failed).await.unwrap(),
+        Ack::Applied
+    );
+
     let buckets = f.second.outcomes("acme", since, until, 3).await.unwrap();
     let counts: Vec<[u64; 5]> = buckets
         .iter()
         .map(|b| [b.queued, b.retrying, b.in_flight, b.delivered, b.failed])
         .collect();
-    assert_eq!(counts, [[0, 1, 0, 1, 0], [0, 0, 0, 0, 0], [1, 0, 0, 0, 0]]);
+    assert_eq!(counts, [[0, 1, 0, 1, 0], [0, 0, 0, 0, 0], [0, 1, 1, 0, 1]]);
     assert_eq!(to_ms(buckets[0].start), to_ms(since));
     assert_eq!(to_ms(buckets[2].start), to_ms(since) + 2000);
-    let _ = third;
     // A bucket count out of range is clamped, not refused.
     let one = f.outbox.outcomes("acme", since, until, 0).await.unwrap();
     assert_eq!(one.len(), 1);
-    assert_eq!(one[0].delivered + one[0].retrying + one[0].queued, 3);
+    let [b] = one.as_slice() else { unreachable!() };
+    assert_eq!(
+        [b.queued, b.retrying, b.in_flight, b.delivered, b.failed],
+        [0, 2, 1, 1, 1]
+    );
+    // Purged messages leave the counts.
+    f.clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        f.outbox.purge_finished(f.clock.now(), 100).await.unwrap(),
+        2
+    );
+    let one = f.outbox.outcomes("acme", since, until, 1).await.unwrap();
+    assert_eq!(
+        [
+            one[0].queued,
+            one[0].retrying,
+            one[0].in_flight,
+            one[0].delivered,
+            one[0].failed
+        ],
+        [0, 2, 1, 0, 0]
+    );
 }
 
 fn to_ms(time: SystemTime) -> u128 {

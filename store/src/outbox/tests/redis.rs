@@ -83,11 +83,27 @@ async fn layout_is_as_documented() {
         .unwrap();
     assert_eq!(finished, [id.as_str()]);
     let fields: HashMap<String, Vec<u8>> = raw.hgetall(&message).await.unwrap();
+    let mut names: Vec<&str> = fields.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["enqueued_at", "key", "state", "tenant"]);
     assert_eq!(fields["state"], b"delivered");
-    assert!(
-        !fields.contains_key("payload"),
-        "payload kept after completion"
-    );
+    // The rest is in the tenant's row; it leaves the live index and joins no failed one.
+    let row: String = raw
+        .hget(format!("{stream}:rows:7:ténant"), &id)
+        .await
+        .unwrap();
+    assert!(row.starts_with("9:delivered-1:12:ok5:key:1-13:"), "{row}");
+    let live: usize = raw.zcard(format!("{stream}:live:7:ténant")).await.unwrap();
+    let failed: usize = raw
+        .zcard(format!("{stream}:failed:7:ténant"))
+        .await
+        .unwrap();
+    assert_eq!((live, failed), (0, 0));
+    let time: Vec<String> = raw
+        .zrange(format!("{stream}:time:7:ténant"), 0, -1)
+        .await
+        .unwrap();
+    assert_eq!(time, [id.as_str()]);
 
     // Retries wait in the delayed set, and paused tenants' messages in their parked set.
     let later = outbox.enqueue("ténant", None, b"x").await.unwrap().id;
