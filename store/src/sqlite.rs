@@ -118,7 +118,7 @@ enum Target {
 
 /// How far a commit is pushed towards the disk before it returns (`PRAGMA synchronous`, a
 /// per-connection setting, so each pool picks its own even when several share one file).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Synchronous {
     /// In WAL mode: a commit survives a crash of the process, not necessarily of the machine.
     Normal,
@@ -303,7 +303,21 @@ impl Pool {
     /// a failed attempt is rolled back before the next. Operations that can fail for reasons
     /// other than SQLite return `Ok(Err(..))` from `op` (rolling back by dropping their
     /// transaction), which the caller flattens.
-    pub(crate) async fn run<T, F>(self: &Arc<Self>, mut op: F) -> Result<T, StoreError>
+    pub(crate) async fn run<T, F>(self: &Arc<Self>, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        self.run_committing(self.synchronous, op).await
+    }
+
+    /// [`run`](Self::run) with `op`'s commits pushed to the disk as `synchronous` says instead
+    /// of as the pool's connections do (an in-memory database has no disk: there it is `run`).
+    pub(crate) async fn run_committing<T, F>(
+        self: &Arc<Self>,
+        synchronous: Synchronous,
+        mut op: F,
+    ) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnMut(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
@@ -318,6 +332,9 @@ impl Pool {
             // connection is still counted as in use until this work has finished.
             let _permit = permit;
             let mut conn = pool.checkout()?;
+            if synchronous != pool.synchronous && matches!(pool.target, Target::File(_)) {
+                conn.commit_as(synchronous).map_err(from_sqlite)?;
+            }
             retry_busy(pool.busy_timeout, || op(conn.get())).map_err(from_sqlite)
         });
         task.await.map_err(|e| internal(e.into()))?
@@ -358,14 +375,25 @@ impl Pool {
         Ok(PooledConn {
             conn: Some(conn),
             pool: self,
+            switched: false,
         })
     }
 
-    fn checkin(&self, conn: Connection) {
+    /// Returns `conn` to the pool, first setting its `synchronous` back to the pool's own if
+    /// `switched`.
+    fn checkin(&self, conn: Connection, switched: bool) {
         // The next user must not find itself inside someone else's transaction. rusqlite
         // rolls a `Transaction` back when it is dropped, even while unwinding, so this only
         // guards against a bug; a connection that cannot be reset is closed instead.
         if !conn.is_autocommit() && conn.execute_batch("ROLLBACK").is_err() {
+            return;
+        }
+        // Nor commit with less care than its pool promises: closed if that cannot be undone.
+        if switched
+            && conn
+                .pragma_update(None, "synchronous", self.synchronous.pragma_value())
+                .is_err()
+        {
             return;
         }
         self.idle().push(conn);
@@ -376,9 +404,18 @@ impl Pool {
 struct PooledConn<'a> {
     conn: Option<Connection>,
     pool: &'a Pool,
+    /// Whether its `synchronous` differs from the pool's until it is returned.
+    switched: bool,
 }
 
 impl PooledConn<'_> {
+    /// Commits on this loan as `synchronous` says (set back on return).
+    fn commit_as(&mut self, synchronous: Synchronous) -> rusqlite::Result<()> {
+        self.switched = true;
+        self.get()
+            .pragma_update(None, "synchronous", synchronous.pragma_value())
+    }
+
     fn get(&mut self) -> &mut Connection {
         // `conn` is only taken in `drop`.
         self.conn
@@ -390,7 +427,7 @@ impl PooledConn<'_> {
 impl Drop for PooledConn<'_> {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            self.pool.checkin(conn);
+            self.pool.checkin(conn, self.switched);
         }
     }
 }

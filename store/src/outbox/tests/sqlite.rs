@@ -107,6 +107,20 @@ async fn shares_a_file_with_the_key_value_backend() {
             .await
             .unwrap();
         assert_eq!(outbox_sync, 2, "synchronous=FULL for the outbox");
+        let claims_sync = outbox
+            .run_as_claims(|conn| {
+                conn.pragma_query_value(None, "synchronous", |r| r.get::<_, i64>(0))
+            })
+            .await
+            .unwrap();
+        assert_eq!(claims_sync, 1, "synchronous=NORMAL for the outbox's claims");
+        // ...and the connection is back to FULL for whatever runs on it next.
+        outbox.claim("w", 1, Duration::from_secs(60)).await.unwrap();
+        let after_claims = outbox
+            .run(|conn| conn.pragma_query_value(None, "synchronous", |r| r.get::<_, i64>(0)))
+            .await
+            .unwrap();
+        assert_eq!(after_claims, 2, "synchronous=FULL again after a claim");
         let kv_sync = kv
             .run(|conn| conn.pragma_query_value(None, "synchronous", |r| r.get::<_, i64>(0)))
             .await
