@@ -974,7 +974,8 @@ impl Outbox for RedisOutbox {
     }
 
     // Plain commands, not a script: Redis converts every value a script reads or returns
-    // between RESP and Lua, which cost 4× the commands themselves for a page of 10 000. Each
+    // between RESP and Lua (an 8-field HMGET cost 7 µs in a script, under 1 µs as a command,
+    // and a page reads 10 000). Each
     // row is still read in one step (a final row is never changed, the others come from
     // `ROWS`); a page is not one snapshot, which a listing does not need.
     async fn list(&self, query: &ListQuery<'_>) -> Result<Page, StoreError> {
