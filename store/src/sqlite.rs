@@ -127,11 +127,13 @@ pub(crate) enum Synchronous {
 }
 
 impl Synchronous {
-    fn pragma_value(self) -> &'static str {
-        match self {
+    /// Makes `conn`'s commits from now on behave as `self` says.
+    fn apply_to(self, conn: &Connection) -> rusqlite::Result<()> {
+        let value = match self {
             Self::Normal => "NORMAL",
             Self::Full => "FULL",
-        }
+        };
+        conn.pragma_update(None, "synchronous", value)
     }
 }
 
@@ -389,11 +391,7 @@ impl Pool {
             return;
         }
         // Nor commit with less care than its pool promises: closed if that cannot be undone.
-        if switched
-            && conn
-                .pragma_update(None, "synchronous", self.synchronous.pragma_value())
-                .is_err()
-        {
+        if switched && self.synchronous.apply_to(&conn).is_err() {
             return;
         }
         self.idle().push(conn);
@@ -412,8 +410,7 @@ impl PooledConn<'_> {
     /// Commits on this loan as `synchronous` says (set back on return).
     fn commit_as(&mut self, synchronous: Synchronous) -> rusqlite::Result<()> {
         self.switched = true;
-        self.get()
-            .pragma_update(None, "synchronous", synchronous.pragma_value())
+        synchronous.apply_to(self.get())
     }
 
     fn get(&mut self) -> &mut Connection {
@@ -456,7 +453,7 @@ fn connect(
     // In WAL mode NORMAL only syncs at checkpoints: a commit survives a crash of the process
     // but possibly not of the machine, and the file is never corrupted. FULL also syncs the WAL
     // at every commit. Per connection, so pools on one file may differ.
-    conn.pragma_update(None, "synchronous", synchronous.pragma_value())?;
+    synchronous.apply_to(&conn)?;
     Ok(conn)
 }
 
