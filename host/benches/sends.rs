@@ -13,7 +13,9 @@
 //! up before it times (`host/benches/peers/`; `scripts/bench.sh` installs them, and a peer
 //! that is not installed is reported as such).
 //!
-//! Run with `cargo bench -p wxnotify --bench sends` (`-- --quick` for a short run).
+//! Run with `cargo bench -p wxnotify --bench sends` (`-- --quick` for a short run);
+//! `WXNOTIFY_BENCH_RUNTIME=current_thread` runs it all on one thread (BENCHMARKS.md: "The gap is
+//! CPU, not hand-offs between threads").
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -201,10 +203,16 @@ fn median(mut values: Vec<f64>) -> f64 {
 fn main() {
     let quick = std::env::args().any(|arg| arg == "--quick");
     let (rounds, count) = if quick { (3, 256) } else { (7, 4096) };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio");
+    // `WXNOTIFY_BENCH_RUNTIME=current_thread` runs everything on one thread, where no call can
+    // wait for a wake-up from another: what is left of the gap is CPU, not hand-offs.
+    let runtime = if std::env::var("WXNOTIFY_BENCH_RUNTIME").as_deref() == Ok("current_thread") {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    }
+    .enable_all()
+    .build()
+    .expect("tokio");
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
