@@ -14,8 +14,8 @@
 //! that is not installed is reported as such).
 //!
 //! Run with `cargo bench -p wxnotify --bench sends` (`-- --quick` for a short run);
-//! `WXNOTIFY_BENCH_RUNTIME=current_thread` runs it all on one thread (BENCHMARKS.md: "The gap is
-//! CPU, not hand-offs between threads").
+//! `WXNOTIFY_BENCH_RUNTIME=current_thread` runs it all on one thread (default `multi_thread`;
+//! BENCHMARKS.md: "The gap is CPU, not hand-offs between threads").
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -203,12 +203,13 @@ fn median(mut values: Vec<f64>) -> f64 {
 fn main() {
     let quick = std::env::args().any(|arg| arg == "--quick");
     let (rounds, count) = if quick { (3, 256) } else { (7, 4096) };
-    // `WXNOTIFY_BENCH_RUNTIME=current_thread` runs everything on one thread, where no call can
-    // wait for a wake-up from another: what is left of the gap is CPU, not hand-offs.
-    let runtime = if std::env::var("WXNOTIFY_BENCH_RUNTIME").as_deref() == Ok("current_thread") {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
+    // On one thread no call can wait for a wake-up from another: what is left of the gap is CPU.
+    let runtime = match std::env::var("WXNOTIFY_BENCH_RUNTIME").as_deref() {
+        Err(std::env::VarError::NotPresent) | Ok("multi_thread") => {
+            tokio::runtime::Builder::new_multi_thread()
+        }
+        Ok("current_thread") => tokio::runtime::Builder::new_current_thread(),
+        other => panic!("WXNOTIFY_BENCH_RUNTIME={other:?}: `multi_thread` or `current_thread`"),
     }
     .enable_all()
     .build()
