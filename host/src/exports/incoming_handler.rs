@@ -22,7 +22,7 @@ impl Tenant {
         let request = http::Request::from_parts(parts, Full::new(body));
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let answer = self
-            .run(async |store, notify| {
+            .run(async |store, exports| {
                 let request = store
                     .data_mut()
                     .http()
@@ -30,10 +30,8 @@ impl Tenant {
                 let out = store.data_mut().http().new_response_outparam(sender)?;
                 // The component streams its body after handing over the response, so the body
                 // is read while the handler still runs.
-                let call =
-                    notify
-                        .wasi_http_incoming_handler()
-                        .call_handle(&mut *store, request, out);
+                let handler = exports.incoming_handler(store)?;
+                let call = handler.call_handle(&mut *store, request, out);
                 let read = async {
                     let response = match receiver.await {
                         Ok(Ok(response)) => response,

@@ -11,9 +11,9 @@ impl Tenant {
     pub async fn send_notification(&self, notification: &Notification) -> Result<Delivery, Error> {
         let notification = wit::Notification::from(notification.clone());
         let delivery = self
-            .run(async |store, notify| {
-                notify
-                    .wechat_notify_notifier()
+            .run(async |store, exports| {
+                exports
+                    .notifier(store)?
                     .call_send_notification(store, &notification)
                     .await
             })
@@ -28,9 +28,9 @@ impl Tenant {
     /// Checks `notification` as sending would before its first call; sends nothing.
     pub async fn check_notification(&self, notification: &Notification) -> Result<(), Error> {
         let notification = wit::Notification::from(notification.clone());
-        self.run(async |store, notify| {
-            notify
-                .wechat_notify_notifier()
+        self.run(async |store, exports| {
+            exports
+                .notifier(store)?
                 .call_check_notification(store, &notification)
                 .await
         })
@@ -40,9 +40,9 @@ impl Tenant {
     /// The final status WeChat pushed for template message `msgid`; `None` until it has.
     pub async fn final_status(&self, msgid: i64) -> Result<Option<MessageStatus>, Error> {
         let status = self
-            .run(async |store, notify| {
-                notify
-                    .wechat_notify_notifier()
+            .run(async |store, exports| {
+                exports
+                    .notifier(store)?
                     .call_final_status(store, msgid)
                     .await
             })
@@ -53,9 +53,9 @@ impl Tenant {
     /// Every identity known for `recipient`.
     pub async fn resolve_user(&self, recipient: &Recipient) -> Result<User, Error> {
         let recipient = wit::Recipient::from(recipient.clone());
-        self.run(async |store, notify| {
-            notify
-                .wechat_notify_notifier()
+        self.run(async |store, exports| {
+            exports
+                .notifier(store)?
                 .call_resolve_user(store, &recipient)
                 .await
         })
